@@ -1,0 +1,111 @@
+//! The command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use aiops_model::{Clock, Notification, SystemClock};
+use aiops_notify::Document;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::{app, telemetry};
+
+/// aiops turns Alertmanager alerts into root-cause analyses.
+#[derive(Debug, Parser)]
+#[command(name = "aiops", version, about)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults (configs/default.toml).
+    #[arg(long, short, global = true, env = "AIOPS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Serve,
+    /// Run the pipeline once on a webhook payload or a single alert (JSON) and print the analysis.
+    Analyze {
+        /// The JSON file, or - for standard input.
+        input: String,
+        /// Print the analysis as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the effective configuration with secrets masked, or say what is wrong with it.
+    CheckConfig,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            print!("{}", config.to_masked_toml()?);
+            Ok(())
+        }
+        Command::Serve => {
+            telemetry::init(&config.log)?;
+            runtime()?.block_on(app::serve(config))
+        }
+        Command::Analyze { input, json } => {
+            telemetry::init(&config.log)?;
+            runtime()?.block_on(analyze_once(config, &input, json))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn analyze_once(config: Config, input: &str, json: bool) -> anyhow::Result<()> {
+    let body = if input == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        buf
+    } else {
+        std::fs::read(input).with_context(|| format!("cannot read {input}"))?
+    };
+    let payload = aiops_model::alertmanager::parse_analyze_input(&body, SystemClock.now())
+        .with_context(|| {
+            format!("{input} is neither an Alertmanager webhook payload nor an alert")
+        })?;
+    let stages = app::stages(&config)?;
+    let analysis = match payload.status {
+        aiops_model::AlertStatus::Resolved => None,
+        aiops_model::AlertStatus::Firing => {
+            let context = stages
+                .context
+                .gather(&payload)
+                .await
+                .context("gathering context failed")?;
+            Some(
+                stages
+                    .analyzer
+                    .analyze(&payload, &context)
+                    .await
+                    .context("the analysis failed")?,
+            )
+        }
+    };
+    let doc = Document::new(&Notification {
+        job_id: aiops_model::JobId::new(),
+        payload: &payload,
+        analysis: analysis.as_ref(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", doc.to_text());
+    }
+    Ok(())
+}

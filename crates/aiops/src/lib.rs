@@ -1,0 +1,15 @@
+//! The `aiops` binary's parts: CLI, configuration, telemetry and wiring. `main.rs` only calls [`main`].
+//!
+//! # Layout
+//! - [`config`]: the composed configuration and its layered loading.
+//! - `telemetry`: the tracing subscriber.
+//! - `app`: builds the concrete store, stages and sinks, and runs the daemon.
+//! - `cli`: the subcommands `serve`, `analyze` and `check-config`.
+#![forbid(unsafe_code)]
+
+mod app;
+mod cli;
+pub mod config;
+mod telemetry;
+
+pub use cli::main;

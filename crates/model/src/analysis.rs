@@ -1,0 +1,77 @@
+//! The typed root-cause analysis the rca stage produces.
+
+use serde::{Deserialize, Serialize};
+
+/// A root-cause analysis of one alert group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// One or two sentences: what is happening.
+    pub summary: String,
+    pub root_cause: String,
+    /// 0 to 1.
+    pub confidence: f32,
+    pub category: Category,
+    pub impact: String,
+    /// Evidence that supports the analysis, by [`crate::Evidence`] id.
+    #[serde(default)]
+    pub evidence: Vec<EvidenceRef>,
+    /// Ordered steps, with concrete commands or queries where possible.
+    pub remediation: Vec<String>,
+    /// Queries a human should run next.
+    #[serde(default)]
+    pub next_queries: Vec<String>,
+    pub analyzer: AnalyzerInfo,
+}
+
+/// What kind of failure the analysis points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    ResourceSaturation,
+    CrashOom,
+    BadDeploy,
+    DependencyFailure,
+    Network,
+    Capacity,
+    Unknown,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResourceSaturation => "resource_saturation",
+            Self::CrashOom => "crash_oom",
+            Self::BadDeploy => "bad_deploy",
+            Self::DependencyFailure => "dependency_failure",
+            Self::Network => "network",
+            Self::Capacity => "capacity",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A citation of one piece of evidence, with why it matters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    pub id: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Who wrote the analysis and what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzerInfo {
+    /// `rules` or `llm`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt_tokens: u32,
+    #[serde(default)]
+    pub completion_tokens: u32,
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// True when the configured analyzer failed and the rule-based one answered instead.
+    #[serde(default)]
+    pub fallback: bool,
+}

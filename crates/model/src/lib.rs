@@ -1,0 +1,32 @@
+//! Domain and wire types of aiops, and the port traits the stages implement. No I/O lives here.
+//!
+//! # Layout
+//! - [`alertmanager`]: the Alertmanager (and Grafana) webhook payload, its validation and dedup key.
+//! - [`job`]: jobs in the durable queue, their states, timings and delivery records.
+//! - [`context`]: the evidence the context stage gathers for one alert group.
+//! - [`analysis`]: the typed root-cause analysis the rca stage produces.
+//! - [`ports`]: the traits `Store`, `ContextSource`, `Analyzer` and `Notifier`, and their errors.
+//! - [`metrics`]: every metric aiops exports, registered in one place.
+//! - [`secret`]: helpers for secrets in configuration (masking, `*_file` keys).
+//! - [`clock`]: wall-clock time behind a trait, so tests can move it.
+#![forbid(unsafe_code)]
+
+pub mod alertmanager;
+pub mod analysis;
+pub mod clock;
+pub mod context;
+pub mod job;
+pub mod metrics;
+pub mod ports;
+pub mod secret;
+
+pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
+pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
+pub use clock::{Clock, SystemClock};
+pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
+pub use job::{
+    ClaimedJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState, NewJob,
+    QueueCounts, StageTimings,
+};
+pub use metrics::Metrics;
+pub use ports::{Analyzer, ContextSource, Notification, Notifier, StageError, Store, StoreError};

@@ -1,0 +1,169 @@
+//! Every metric aiops exports, registered in one place. Names follow
+//! `aiops_<name>_<unit>_total` and labels take a bounded set of values.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::job::{JobState, QueueCounts};
+
+/// The outcome of a webhook request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+/// The metrics, shared by the HTTP API and the worker.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Webhook requests by result: accepted, duplicate, rejected, unauthorized, unavailable.
+    pub webhooks: Family<ResultLabel, Counter>,
+    pub alerts_received: Counter,
+    pub duplicates: Counter,
+    pub queue_jobs: Family<StateLabel, Gauge>,
+    pub stage_duration: Family<StageLabel, Histogram>,
+    pub stage_failures: Family<StageLabel, Counter>,
+    pub workers_busy: Gauge,
+    pub workers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("aiops");
+        let webhooks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by result",
+            webhooks.clone(),
+        );
+        let alerts_received = Counter::default();
+        registry.register(
+            "alerts_received",
+            "Alerts received in accepted webhooks",
+            alerts_received.clone(),
+        );
+        let duplicates = Counter::default();
+        registry.register(
+            "webhook_duplicates",
+            "Webhooks acknowledged as duplicates, which created no job",
+            duplicates.clone(),
+        );
+        let queue_jobs = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "queue_jobs",
+            "Jobs in the store by state",
+            queue_jobs.clone(),
+        );
+        let stage_duration = Family::<StageLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register_with_unit(
+            "stage_duration",
+            "Time a pipeline stage took",
+            prometheus_client::registry::Unit::Seconds,
+            stage_duration.clone(),
+        );
+        let stage_failures = Family::<StageLabel, Counter>::default();
+        registry.register(
+            "stage_failures",
+            "Failed stage attempts by stage",
+            stage_failures.clone(),
+        );
+        let workers_busy = Gauge::default();
+        registry.register(
+            "workers_busy",
+            "Workers processing a job now",
+            workers_busy.clone(),
+        );
+        let workers = Gauge::default();
+        registry.register("workers", "Configured worker concurrency", workers.clone());
+        Self {
+            registry,
+            webhooks,
+            alerts_received,
+            duplicates,
+            queue_jobs,
+            stage_duration,
+            stage_failures,
+            workers_busy,
+            workers,
+        }
+    }
+
+    pub fn webhook(&self, result: &'static str) {
+        self.webhooks.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn stage_finished(&self, stage: &'static str, seconds: f64, ok: bool) {
+        self.stage_duration
+            .get_or_create(&StageLabel { stage })
+            .observe(seconds);
+        if !ok {
+            self.stage_failures
+                .get_or_create(&StageLabel { stage })
+                .inc();
+        }
+    }
+
+    pub fn set_queue(&self, counts: &QueueCounts) {
+        for state in JobState::ALL {
+            let gauge = self.queue_jobs.get_or_create(&StateLabel {
+                state: state.as_str(),
+            });
+            gauge.set(i64::try_from(counts.get(state)).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_names_with_units_and_total() {
+        let m = Metrics::new();
+        m.webhook("accepted");
+        m.stage_finished("rca", 0.2, false);
+        let text = m.encode();
+        assert!(
+            text.contains("aiops_webhook_requests_total{result=\"accepted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aiops_stage_duration_seconds_bucket{le="),
+            "{text}"
+        );
+        assert!(
+            text.contains("aiops_stage_failures_total{stage=\"rca\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The traits the stages implement, and their errors. The worker and the HTTP API see only these.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::alertmanager::WebhookPayload;
+use crate::analysis::Analysis;
+use crate::context::Context;
+use crate::job::{
+    ClaimedJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, NewJob, QueueCounts, StageTimings,
+};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Too many jobs are waiting; the sender should retry later.
+    #[error("the queue is full ({0} jobs waiting)")]
+    QueueFull(u64),
+    /// The database cannot be reached or written right now.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The worker's lease on the job expired and another worker may hold it.
+    #[error("the lease on job {0} was lost")]
+    LeaseLost(JobId),
+    /// A stored row could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether trying the same call again later can succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::QueueFull(_) | Self::Unavailable(_))
+    }
+}
+
+/// The durable job queue and the analysis history.
+///
+/// Every method that changes a claimed job takes the claiming `owner` and fails with
+/// [`StoreError::LeaseLost`] when that owner no longer holds the lease.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Commits the jobs in one transaction: all of them or none. Returns once they are durable.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, StoreError>;
+    /// Claims the next due job (queued and due, or running with an expired lease).
+    async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError>;
+    async fn extend_lease(&self, id: JobId, owner: &str, lease: Duration)
+    -> Result<(), StoreError>;
+    /// Keeps the analysis of a running job, so a retry after a crash skips context and rca.
+    async fn save_analysis(
+        &self,
+        id: JobId,
+        owner: &str,
+        analysis: &Analysis,
+        timings: &StageTimings,
+    ) -> Result<(), StoreError>;
+    /// Records a sink's delivery. Not lease-guarded: the delivery happened whoever holds the lease.
+    async fn record_delivery(&self, id: JobId, delivery: &DeliveryRecord)
+    -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        id: JobId,
+        owner: &str,
+        timings: &StageTimings,
+    ) -> Result<(), StoreError>;
+    /// Records a failed attempt. With `retry_at` the job waits until then; without, it is dead.
+    async fn fail(
+        &self,
+        id: JobId,
+        owner: &str,
+        error: &str,
+        timings: &StageTimings,
+        retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+    /// Gives a claimed job back without counting the attempt (graceful shutdown).
+    async fn release(&self, id: JobId, owner: &str) -> Result<(), StoreError>;
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+    async fn counts(&self) -> Result<QueueCounts, StoreError>;
+    /// Answers when the store can serve reads and writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Waits until a job may have become due, or `max` passed.
+    async fn wait_for_work(&self, max: Duration);
+}
+
+/// A stage's failure, classified for the worker's retry decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StageError {
+    pub message: String,
+    pub retriable: bool,
+}
+
+impl StageError {
+    pub fn retriable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retriable: true,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retriable: false,
+        }
+    }
+
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+}
+
+/// Gathers evidence for an alert group.
+#[async_trait]
+pub trait ContextSource: Send + Sync + std::fmt::Debug {
+    async fn gather(&self, payload: &WebhookPayload) -> Result<Context, StageError>;
+}
+
+/// Turns an alert group and its context into an analysis.
+#[async_trait]
+pub trait Analyzer: Send + Sync + std::fmt::Debug {
+    async fn analyze(
+        &self,
+        payload: &WebhookPayload,
+        context: &Context,
+    ) -> Result<Analysis, StageError>;
+}
+
+/// What a sink delivers: a firing group with its analysis, or a resolution (no analysis).
+#[derive(Debug, Clone, Copy)]
+pub struct Notification<'a> {
+    pub job_id: JobId,
+    pub payload: &'a WebhookPayload,
+    pub analysis: Option<&'a Analysis>,
+}
+
+/// A place analyses are delivered to.
+#[async_trait]
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// A stable name, used in delivery records: a renamed sink would deliver again.
+    fn name(&self) -> &str;
+    /// Delivers once. Returns what later deliveries need (such as a Slack `ts`), if anything.
+    async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError>;
+}

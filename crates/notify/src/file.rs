@@ -1,0 +1,106 @@
+//! The file sink: one JSON line per job, at most once per job even across crashes.
+//!
+//! The worker records a delivery in the store after the sink returns, so a crash between the two would
+//! deliver again on retry. This sink closes that gap for itself: it reads the job ids already in the
+//! file when it opens, and skips them.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use aiops_model::{JobId, Notification, Notifier, StageError};
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::Document;
+
+#[derive(Debug)]
+pub struct FileNotifier {
+    path: PathBuf,
+    state: Mutex<FileState>,
+}
+
+#[derive(Debug)]
+struct FileState {
+    file: std::fs::File,
+    written: HashSet<JobId>,
+}
+
+impl FileNotifier {
+    /// Opens (or creates) the file for appending and reads which jobs it already holds.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut written = HashSet::new();
+        for line in BufReader::new(&file).lines() {
+            // A torn last line (a crash mid-write) has no complete document and is not a delivery.
+            if let Ok(doc) = serde_json::from_str::<Document>(&line?) {
+                written.insert(doc.job_id);
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            state: Mutex::new(FileState { file, written }),
+        })
+    }
+}
+
+#[async_trait]
+impl Notifier for FileNotifier {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError> {
+        let mut state = self.state.lock().await;
+        if state.written.contains(&notification.job_id) {
+            return Ok(None);
+        }
+        let mut line = serde_json::to_vec(&Document::new(&notification))
+            .map_err(|e| StageError::permanent(format!("cannot encode the document: {e}")))?;
+        line.push(b'\n');
+        let fail = |e: std::io::Error| {
+            StageError::retriable(format!("cannot write {}: {e}", self.path.display()))
+        };
+        // One write call per line, then fsync: the line is whole and durable before we report success.
+        state.file.write_all(&line).map_err(fail)?;
+        state.file.sync_data().map_err(fail)?;
+        state.written.insert(notification.job_id);
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiops_model::alertmanager::parse_webhook;
+
+    #[tokio::test]
+    async fn a_job_is_written_once_even_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out/deliveries.jsonl");
+        let body = include_bytes!("../../../tests/fixtures/alertmanager/target-down-single.json");
+        let payload = parse_webhook(body).expect("parses");
+        let n = Notification {
+            job_id: JobId::new(),
+            payload: &payload,
+            analysis: None,
+        };
+        let sink = FileNotifier::open(&path).expect("opens");
+        sink.deliver(n).await.expect("delivers");
+        sink.deliver(n).await.expect("delivers again");
+        drop(sink);
+        let reopened = FileNotifier::open(&path).expect("reopens");
+        reopened.deliver(n).await.expect("delivers after restart");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let doc: Document = serde_json::from_str(text.trim()).expect("a document");
+        assert_eq!(doc.job_id, n.job_id);
+    }
+}

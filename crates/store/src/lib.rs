@@ -1,0 +1,159 @@
+//! The durable job queue and analysis history of aiops, on sqlx.
+//!
+//! # Layout
+//! - [`StoreConfig`]: the `[store]` configuration section.
+//! - [`open`]: builds the backend that `store.url` names (SQLite is embedded and the default).
+//! - `sqlite`: the SQLite backend: WAL, a single writer connection, and group commit.
+//! - `writer`: the group-commit task that batches concurrent enqueues into one transaction.
+//!
+//! The SQL is kept portable to PostgreSQL (no SQLite-only functions; times are Unix milliseconds), so
+//! that a PostgreSQL backend can share the migrations.
+#![forbid(unsafe_code)]
+
+mod sqlite;
+mod writer;
+
+use std::sync::Arc;
+
+use aiops_model::{Clock, Store};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// The `[store]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where jobs live: `sqlite://PATH` (the parent folder is created).
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// A webhook equal to one received this many seconds ago or less is a duplicate. The default
+    /// covers Alertmanager's default `repeat_interval` (4h), so a group that keeps firing is analyzed
+    /// once, not again every repeat.
+    #[serde(default = "default_dedup_ttl_secs")]
+    pub dedup_ttl_secs: u64,
+    /// Jobs waiting or running beyond which webhooks get 503 (Alertmanager retries them later).
+    #[serde(default = "default_max_queued")]
+    pub max_queued: u64,
+    /// Finished jobs older than this many days are deleted from the history. 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u64,
+    /// The most enqueue requests committed in one transaction.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_url() -> String {
+    "sqlite://data/aiops.db".into()
+}
+fn default_dedup_ttl_secs() -> u64 {
+    6 * 3600
+}
+fn default_max_queued() -> u64 {
+    10_000
+}
+fn default_retention_days() -> u64 {
+    30
+}
+fn default_max_batch() -> usize {
+    512
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_url(),
+            dedup_ttl_secs: default_dedup_ttl_secs(),
+            max_queued: default_max_queued(),
+            retention_days: default_retention_days(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the section before anything opens: a bad value names its key.
+    pub fn validate(&self) -> Result<(), String> {
+        if sqlite_path(&self.url).is_none() {
+            return Err(format!(
+                "store.url: unsupported URL scheme in {:?}; use sqlite://PATH",
+                redact_url(&self.url)
+            ));
+        }
+        if self.max_queued == 0 {
+            return Err("store.max_queued must be at least 1".into());
+        }
+        if self.max_batch == 0 {
+            return Err("store.max_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    #[error("cannot open the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the store `config.url` names and runs its migrations. Must run inside a tokio runtime: the
+/// store spawns its writer task there.
+pub async fn open(
+    config: &StoreConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Store>, OpenError> {
+    config.validate().map_err(OpenError::Config)?;
+    let path = sqlite_path(&config.url).ok_or_else(|| OpenError::Config("store.url".into()))?;
+    Ok(Arc::new(
+        SqliteStore::open(path.as_ref(), config, clock).await?,
+    ))
+}
+
+/// The file path of a `sqlite://PATH` or `sqlite:PATH` URL.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    (!path.is_empty()).then_some(path)
+}
+
+/// A URL as it may be shown: without a password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:****{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_give_paths() {
+        assert_eq!(sqlite_path("sqlite://data/aiops.db"), Some("data/aiops.db"));
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/aiops.db"),
+            Some("/var/lib/aiops.db")
+        );
+        assert_eq!(sqlite_path("postgres://x"), None);
+        assert_eq!(sqlite_path("sqlite://"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:****@h/db");
+        assert_eq!(redact_url("sqlite://data/a.db"), "sqlite://data/a.db");
+    }
+}

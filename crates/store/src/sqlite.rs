@@ -1,0 +1,543 @@
+//! The SQLite backend. Every write goes through the group-commit writer on one connection (SQLite has
+//! one writer anyway); a small read pool serves the API. WAL with `synchronous = FULL` makes every
+//! commit durable before it returns.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_model::alertmanager::AlertStatus;
+use aiops_model::{
+    Analysis, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource,
+    JobState, NewJob, QueueCounts, StageTimings, Store, StoreError,
+};
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::StoreConfig;
+use crate::writer::{Op, OwnedQuery, Statement, Writer};
+
+/// Enqueue requests waiting for the writer beyond this make callers wait (backpressure).
+const WRITER_CHANNEL: usize = 8192;
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+const READ_CONNECTIONS: u32 = 4;
+
+async fn single_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    tx: mpsc::Sender<Op>,
+    clock: Arc<dyn Clock>,
+    work: Arc<Notify>,
+    /// Background tasks (checkpoints, maintenance), stopped with the store.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) and migrates the database at `path`.
+    pub async fn open(
+        path: &Path,
+        config: &StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::OpenError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            // 8 MiB of page cache per connection keeps the hot index pages of the queue in memory.
+            .pragma("cache_size", "-8192");
+        let write = single_connection(options.clone()).await?;
+        migrator().run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+
+        let work = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
+        let writer = Writer {
+            pool: write.clone(),
+            rx,
+            clock: clock.clone(),
+            dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
+            max_queued: config.max_queued,
+            max_batch: config.max_batch,
+            work: work.clone(),
+            backlog: None,
+        };
+        tokio::spawn(writer.run());
+        let tasks = vec![tokio::spawn(maintain(
+            tx.clone(),
+            clock.clone(),
+            secs_to_ms(config.dedup_ttl_secs),
+            secs_to_ms(config.retention_days.saturating_mul(86_400)),
+        ))];
+        Ok(Self {
+            read,
+            tx,
+            clock,
+            work,
+            tasks,
+        })
+    }
+
+    fn now(&self) -> i64 {
+        millis(self.clock.now())
+    }
+
+    /// Hands an operation to the writer and waits for its committed answer.
+    async fn submit<T>(
+        &self,
+        op: Op,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let stopped =
+            || StoreError::Unavailable("the write failed or the store's writer has stopped".into());
+        self.tx.send(op).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn execute(&self, query: OwnedQuery) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Op::Statement(Statement::Execute { query, reply }), answer)
+            .await
+    }
+
+    /// Runs a lease-guarded update: no row changed means the owner lost the lease.
+    async fn owned_update(&self, id: JobId, query: OwnedQuery) -> Result<(), StoreError> {
+        match self.execute(query).await? {
+            0 => Err(StoreError::LeaseLost(id)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Op::Enqueue { jobs, reply }, answer).await
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError> {
+        let now = self.now();
+        // Two index searches, not one OR: an OR makes SQLite collect and sort every due job.
+        // Abandoned jobs (expired leases) go first; then the queued job that has been due longest.
+        let query = sqlx::query(
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2,
+                             attempts = attempts + 1, updated_at = ?3
+             WHERE id = COALESCE(
+                 (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at <= ?3 LIMIT 1),
+                 (SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?3
+                  ORDER BY next_attempt_at LIMIT 1))
+             RETURNING id, source, attempts, payload, analysis, timings, created_at",
+        )
+        .bind(owner.to_owned())
+        .bind(now + duration_ms(lease))
+        .bind(now);
+        let (reply, answer) = oneshot::channel();
+        let row = self
+            .submit(
+                Op::Statement(Statement::FetchOptional { query, reply }),
+                answer,
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: JobId = parse_id(&row)?;
+        let deliveries = self.deliveries(id).await?;
+        Ok(Some(ClaimedJob {
+            id,
+            source: parse_source(&row)?,
+            attempt: u32::try_from(get::<i64>(&row, "attempts")?).unwrap_or(u32::MAX),
+            payload: get(&row, "payload")?,
+            analysis: parse_json_opt(&row, "analysis")?,
+            timings: parse_json(&row, "timings")?,
+            deliveries,
+            created_at: from_millis(get(&row, "created_at")?),
+        }))
+    }
+
+    async fn extend_lease(
+        &self,
+        id: JobId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let until = self.now() + duration_ms(lease);
+        let query = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'running'",
+        )
+        .bind(until)
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, query).await
+    }
+
+    async fn save_analysis(
+        &self,
+        id: JobId,
+        owner: &str,
+        analysis: &Analysis,
+        timings: &StageTimings,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE jobs SET analysis = ?1, timings = ?2, updated_at = ?3
+             WHERE id = ?4 AND lease_owner = ?5 AND state = 'running'",
+        )
+        .bind(to_json(analysis))
+        .bind(to_json(timings))
+        .bind(self.now())
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, query).await
+    }
+
+    async fn record_delivery(
+        &self,
+        id: JobId,
+        delivery: &DeliveryRecord,
+    ) -> Result<(), StoreError> {
+        // Not lease-guarded: the delivery happened, and recording it is what keeps the next owner from
+        // posting again.
+        let query = sqlx::query(
+            "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (job_id, sink) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(delivery.sink.clone())
+        .bind(millis(delivery.delivered_at))
+        .bind(delivery.detail.clone());
+        self.execute(query).await.map(drop)
+    }
+
+    async fn complete(
+        &self,
+        id: JobId,
+        owner: &str,
+        timings: &StageTimings,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let query = sqlx::query(
+            "UPDATE jobs SET state = 'done', timings = ?1, last_error = NULL, lease_owner = NULL,
+                             lease_expires_at = NULL, updated_at = ?2, finished_at = ?2
+             WHERE id = ?3 AND lease_owner = ?4 AND state = 'running'",
+        )
+        .bind(to_json(timings))
+        .bind(now)
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, query).await
+    }
+
+    async fn fail(
+        &self,
+        id: JobId,
+        owner: &str,
+        error: &str,
+        timings: &StageTimings,
+        retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let (state, next, finished) = match retry_at {
+            Some(at) => (JobState::Queued, millis(at), None),
+            None => (JobState::Dead, now, Some(now)),
+        };
+        let query = sqlx::query(
+            "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
+                             timings = ?5, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?6
+             WHERE id = ?7 AND lease_owner = ?8 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(next)
+        .bind(finished)
+        .bind(error.to_owned())
+        .bind(to_json(timings))
+        .bind(now)
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, query).await
+    }
+
+    async fn release(&self, id: JobId, owner: &str) -> Result<(), StoreError> {
+        let now = self.now();
+        let query = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, next_attempt_at = ?1,
+                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+             WHERE id = ?2 AND lease_owner = ?3 AND state = 'running'",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, query).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, source, state, group_key, status, alertname, payload, attempts, next_attempt_at,
+                    last_error, timings, analysis, created_at, updated_at, finished_at
+             FROM jobs WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state = JobState::parse(&get::<String>(&row, "state")?)
+            .ok_or_else(|| StoreError::Corrupt(format!("job {id}: unknown state")))?;
+        let status = match get::<String>(&row, "status")?.as_str() {
+            "resolved" => AlertStatus::Resolved,
+            _ => AlertStatus::Firing,
+        };
+        let payload: String = get(&row, "payload")?;
+        Ok(Some(JobRecord {
+            id,
+            source: parse_source(&row)?,
+            state,
+            group_key: get(&row, "group_key")?,
+            status,
+            alertname: get(&row, "alertname")?,
+            attempts: u32::try_from(get::<i64>(&row, "attempts")?).unwrap_or_default(),
+            last_error: get(&row, "last_error")?,
+            timings: parse_json(&row, "timings")?,
+            analysis: parse_json_opt(&row, "analysis")?,
+            deliveries: self.deliveries(id).await?,
+            created_at: from_millis(get(&row, "created_at")?),
+            updated_at: from_millis(get(&row, "updated_at")?),
+            next_attempt_at: (state == JobState::Queued)
+                .then(|| get(&row, "next_attempt_at").map(from_millis))
+                .transpose()?,
+            finished_at: get::<Option<i64>>(&row, "finished_at")?.map(from_millis),
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("job {id}: payload: {e}")))?,
+        }))
+    }
+
+    async fn counts(&self) -> Result<QueueCounts, StoreError> {
+        let now = self.now();
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        let mut counts = QueueCounts::default();
+        for row in rows {
+            let n = u64::try_from(get::<i64>(&row, "n")?).unwrap_or_default();
+            match JobState::parse(&get::<String>(&row, "state")?) {
+                Some(JobState::Queued) => counts.queued = n,
+                Some(JobState::Running) => counts.running = n,
+                Some(JobState::Done) => counts.done = n,
+                Some(JobState::Dead) => counts.dead = n,
+                None => {}
+            }
+        }
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(created_at) FROM jobs WHERE state = 'queued'")
+                .fetch_one(&self.read)
+                .await
+                .map_err(|e| db_error(&e))?;
+        counts.oldest_queued_age_secs = oldest.map(|t| (now - t).max(0) as f64 / 1000.0);
+        let finished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?1")
+            .bind(now - 60_000)
+            .fetch_one(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        counts.finished_last_minute = u64::try_from(finished).unwrap_or_default();
+        Ok(counts)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        if self.tx.is_closed() {
+            return Err(StoreError::Unavailable(
+                "the store's writer has stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.work.notified()).await;
+    }
+}
+
+impl SqliteStore {
+    async fn deliveries(&self, id: JobId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query("SELECT sink, delivered_at, detail FROM deliveries WHERE job_id = ?1 ORDER BY delivered_at")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeliveryRecord {
+                    sink: get(row, "sink")?,
+                    delivered_at: from_millis(get(row, "delivered_at")?),
+                    detail: get(row, "detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Deletes expired dedup keys and finished jobs past retention, once a minute, through the writer and
+/// in slices, so that a large purge never holds the write lock for long.
+async fn maintain(
+    tx: mpsc::Sender<Op>,
+    clock: Arc<dyn Clock>,
+    dedup_ttl_ms: i64,
+    retention_ms: i64,
+) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = millis(clock.now());
+        let mut statements = vec![(
+            "DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)",
+            now - dedup_ttl_ms,
+        )];
+        if retention_ms > 0 {
+            statements.push((
+                "DELETE FROM deliveries WHERE job_id IN
+                     (SELECT id FROM jobs WHERE finished_at < ?1 LIMIT 5000)",
+                now - retention_ms,
+            ));
+            statements.push(("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1 LIMIT 5000)", now - retention_ms));
+        }
+        for (sql, before) in statements {
+            // Bounded: at most 100 slices (500,000 rows) a minute per table.
+            for _ in 0..100 {
+                let (reply, answer) = oneshot::channel();
+                let query = sqlx::query(sql).bind(before);
+                if tx
+                    .send(Op::Statement(Statement::Execute { query, reply }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match answer.await {
+                    Ok(Ok(n)) if n >= 5000 => continue,
+                    Ok(Ok(_)) => break,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn db_error(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+pub(crate) fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).map_err(|e| db_error(&e))
+}
+
+fn parse_id(row: &SqliteRow) -> Result<JobId, StoreError> {
+    let id: String = get(row, "id")?;
+    JobId::from_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))
+}
+
+fn parse_source(row: &SqliteRow) -> Result<JobSource, StoreError> {
+    let source: String = get(row, "source")?;
+    JobSource::parse(&source)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown job source {source:?}")))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = get(row, column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn parse_json_opt<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = get(row, column)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    })
+    .transpose()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Our own types serialize to JSON infallibly: no maps with non-string keys, no failing impls.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}

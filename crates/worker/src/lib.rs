@@ -1,0 +1,525 @@
+//! The aiops queue worker: claims jobs under a lease and runs them through context → rca → notify.
+//!
+//! # Layout
+//! - [`WorkerConfig`]: the `[worker]` configuration section.
+//! - [`Worker::process_one`]: claims and runs one job; tests drive the queue with it step by step.
+//! - [`Worker::run`]: `concurrency` loops over `process_one`, until shutdown, then a grace period.
+//! - [`backoff`]: when a failed attempt is tried again.
+//!
+//! The worker sees only the model's traits; the binary decides which store, sources, analyzer and sinks
+//! it gets.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aiops_model::alertmanager::AlertStatus;
+use aiops_model::{
+    Analysis, Analyzer, ClaimedJob, Clock, ContextSource, DeliveryRecord, JobId, Metrics,
+    Notification, Notifier, StageError, StageTimings, Store, StoreError, WebhookPayload,
+};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// The `[worker]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs processed at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts before a job is dead. A crash during an attempt counts too.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How long a claim holds. A running job renews it every third of this; a job whose worker died is
+    /// claimed again once it expires.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Delay before the second attempt; it doubles with each attempt (with jitter).
+    #[serde(default = "default_backoff_base_secs")]
+    pub backoff_base_secs: u64,
+    /// The longest delay between attempts.
+    #[serde(default = "default_backoff_max_secs")]
+    pub backoff_max_secs: u64,
+    /// How often an idle worker looks for due jobs (new jobs wake it at once).
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// On shutdown, how long running jobs may take to finish before they are given back to the queue.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_lease_secs() -> u64 {
+    120
+}
+fn default_backoff_base_secs() -> u64 {
+    5
+}
+fn default_backoff_max_secs() -> u64 {
+    600
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_shutdown_grace_secs() -> u64 {
+    20
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            max_attempts: default_max_attempts(),
+            lease_secs: default_lease_secs(),
+            backoff_base_secs: default_backoff_base_secs(),
+            backoff_max_secs: default_backoff_max_secs(),
+            poll_interval_ms: default_poll_interval_ms(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.concurrency == 0 {
+            return Err("worker.concurrency must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("worker.max_attempts must be at least 1".into());
+        }
+        if self.lease_secs < 3 {
+            return Err("worker.lease_secs must be at least 3".into());
+        }
+        if self.backoff_max_secs < self.backoff_base_secs {
+            return Err(
+                "worker.backoff_max_secs must not be less than worker.backoff_base_secs".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// The delay before the attempt after `attempt` (1-based): `base · 2^(attempt−1)`, capped at `max`,
+/// then scaled by a random factor in [0.5, 1] so that jobs that failed together do not retry together.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exponential = base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(max);
+    exponential.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// How `process_one` ended for the job it claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The attempt failed and the job waits until `at`.
+    Retrying {
+        at: OffsetDateTime,
+        error: String,
+    },
+    /// The job will not be tried again; the error stays in its history.
+    Dead {
+        error: String,
+    },
+    /// Another worker took the job over (this one's lease expired); its result was discarded.
+    LeaseLost,
+}
+
+/// What stopped an attempt.
+#[derive(Debug)]
+enum Failure {
+    Stage {
+        stage: &'static str,
+        error: StageError,
+    },
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The stages a job runs through.
+#[derive(Debug, Clone)]
+pub struct Stages {
+    pub context: Arc<dyn ContextSource>,
+    pub analyzer: Arc<dyn Analyzer>,
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+}
+
+/// Claims jobs and runs them through the stages.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    stages: Stages,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    owner: String,
+    in_flight: Mutex<HashSet<JobId>>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        stages: Stages,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+    ) -> Self {
+        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
+        Self {
+            store,
+            stages,
+            metrics,
+            clock,
+            config,
+            owner,
+            in_flight: Mutex::default(),
+        }
+    }
+
+    /// Claims one due job and runs it to an outcome. `Ok(None)` means nothing was due.
+    pub async fn process_one(&self) -> Result<Option<(JobId, Outcome)>, StoreError> {
+        let Some(job) = self.store.claim(&self.owner, self.config.lease()).await? else {
+            return Ok(None);
+        };
+        let id = job.id;
+        let span = tracing::info_span!(
+            "job",
+            job_id = %id,
+            attempt = job.attempt,
+            group_key = tracing::field::Empty,
+            alertname = tracing::field::Empty
+        );
+        self.track(id, true);
+        self.metrics.workers_busy.inc();
+        let outcome = self.attempt(job).instrument(span).await;
+        self.metrics.workers_busy.dec();
+        self.track(id, false);
+        outcome.map(|o| Some((id, o)))
+    }
+
+    /// Runs `concurrency` worker loops until `shutdown` resolves. Running jobs then get
+    /// `shutdown_grace_secs` to finish; the ones that don't are given back to the queue.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        self.metrics
+            .workers
+            .set(i64::try_from(self.config.concurrency).unwrap_or(i64::MAX));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        for _ in 0..self.config.concurrency {
+            loops.spawn(self.clone().worker_loop(stop_rx.clone()));
+        }
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let finished =
+            tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
+        if finished.is_err() {
+            loops.abort_all();
+            while loops.join_next().await.is_some() {}
+            self.release_in_flight().await;
+        }
+        tracing::info!("workers stopped");
+    }
+
+    async fn worker_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
+        while !*stop.borrow() {
+            match self.process_one().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    tokio::select! {
+                        () = self.store.wait_for_work(poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the store; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release_in_flight(&self) {
+        let ids: Vec<JobId> = self.lock_in_flight().drain().collect();
+        for id in ids {
+            match self.store.release(id, &self.owner).await {
+                Ok(()) => tracing::info!(job_id = %id, "gave an unfinished job back to the queue"),
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "cannot give a job back; its lease will expire")
+                }
+            }
+        }
+    }
+
+    fn track(&self, id: JobId, running: bool) {
+        let mut set = self.lock_in_flight();
+        if running {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<JobId>> {
+        // A panic while holding this lock leaves a plain set behind, which is still valid.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn attempt(&self, job: ClaimedJob) -> Result<Outcome, StoreError> {
+        if job.attempt > self.config.max_attempts {
+            let error = format!(
+                "abandoned: {} attempts started and none finished (the worker stopped or lost its lease each time)",
+                job.attempt - 1
+            );
+            tracing::error!(%error, "job is dead");
+            self.store
+                .fail(job.id, &self.owner, &error, &job.timings, None)
+                .await?;
+            return Ok(Outcome::Dead { error });
+        }
+        let mut timings = job.timings.clone();
+        let result = tokio::select! {
+            result = self.execute(&job, &mut timings) => result,
+            lost = self.keep_lease(job.id) => Err(Failure::Store(lost)),
+        };
+        self.settle(&job, &timings, result).await
+    }
+
+    /// Renews the lease until it is lost; only then does it return.
+    async fn keep_lease(&self, id: JobId) -> StoreError {
+        let every = self.config.lease() / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .extend_lease(id, &self.owner, self.config.lease())
+                .await
+            {
+                Ok(()) => {}
+                Err(e @ StoreError::LeaseLost(_)) => return e,
+                Err(e) => tracing::warn!(error = %e, "cannot renew the lease; trying again"),
+            }
+        }
+    }
+
+    async fn execute(&self, job: &ClaimedJob, timings: &mut StageTimings) -> Result<(), Failure> {
+        let payload: WebhookPayload =
+            serde_json::from_str(&job.payload).map_err(|e| Failure::Stage {
+                stage: "decode",
+                error: StageError::permanent(format!(
+                    "stored payload is not a webhook payload: {e}"
+                )),
+            })?;
+        let span = tracing::Span::current();
+        span.record("group_key", payload.group_key.as_str());
+        span.record("alertname", payload.alertname());
+
+        let analysis = match (payload.status, &job.analysis) {
+            // A resolution needs no analysis: the notifier reports how long the group fired.
+            (AlertStatus::Resolved, _) => None,
+            (AlertStatus::Firing, Some(saved)) => Some(saved.clone()),
+            (AlertStatus::Firing, None) => {
+                let analysis = self.analyze(&payload, timings).await?;
+                self.store
+                    .save_analysis(job.id, &self.owner, &analysis, timings)
+                    .await?;
+                Some(analysis)
+            }
+        };
+        let notification = Notification {
+            job_id: job.id,
+            payload: &payload,
+            analysis: analysis.as_ref(),
+        };
+        let started = Instant::now();
+        let delivered = self.notify(job, notification).await;
+        timings.notify_ms = Some(elapsed_ms(started));
+        self.observe("notify", started, delivered.is_ok());
+        delivered
+    }
+
+    async fn analyze(
+        &self,
+        payload: &WebhookPayload,
+        timings: &mut StageTimings,
+    ) -> Result<Analysis, Failure> {
+        let started = Instant::now();
+        let context = self.stages.context.gather(payload).await;
+        timings.context_ms = Some(elapsed_ms(started));
+        self.observe("context", started, context.is_ok());
+        let context = context.map_err(|error| Failure::Stage {
+            stage: "context",
+            error,
+        })?;
+
+        let started = Instant::now();
+        let analysis = self.stages.analyzer.analyze(payload, &context).await;
+        timings.rca_ms = Some(elapsed_ms(started));
+        self.observe("rca", started, analysis.is_ok());
+        analysis.map_err(|error| Failure::Stage {
+            stage: "rca",
+            error,
+        })
+    }
+
+    /// Delivers to every sink that has not received this job yet. One failing sink does not hold the
+    /// others back; the attempt fails afterwards, and the retry goes to the failed sinks only.
+    async fn notify(
+        &self,
+        job: &ClaimedJob,
+        notification: Notification<'_>,
+    ) -> Result<(), Failure> {
+        let mut errors = Vec::new();
+        for sink in &self.stages.notifiers {
+            if job.delivered_to(sink.name()) {
+                continue;
+            }
+            match sink.deliver(notification).await {
+                Ok(detail) => {
+                    let record = DeliveryRecord {
+                        sink: sink.name().to_owned(),
+                        delivered_at: self.clock.now(),
+                        detail,
+                    };
+                    self.store.record_delivery(job.id, &record).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = sink.name(), error = %e, retriable = e.retriable, "delivery failed");
+                    errors.push((sink.name().to_owned(), e));
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let retriable = errors.iter().all(|(_, e)| e.retriable);
+        let message = errors
+            .iter()
+            .map(|(sink, e)| format!("{sink}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Failure::Stage {
+            stage: "notify",
+            error: StageError { message, retriable },
+        })
+    }
+
+    async fn settle(
+        &self,
+        job: &ClaimedJob,
+        timings: &StageTimings,
+        result: Result<(), Failure>,
+    ) -> Result<Outcome, StoreError> {
+        let (stage, error) = match result {
+            Ok(()) => {
+                return match self.store.complete(job.id, &self.owner, timings).await {
+                    Ok(()) => {
+                        tracing::info!(timings = ?timings, "job done");
+                        Ok(Outcome::Done)
+                    }
+                    Err(StoreError::LeaseLost(_)) => Ok(lease_lost()),
+                    Err(e) => Err(e),
+                };
+            }
+            Err(Failure::Store(StoreError::LeaseLost(_))) => return Ok(lease_lost()),
+            Err(Failure::Store(e)) => ("store", StageError::retriable(e.to_string())),
+            Err(Failure::Stage { stage, error }) => (stage, error),
+        };
+        let message = format!("{stage}: {}", error.message);
+        let retry_at = (error.retriable && job.attempt < self.config.max_attempts).then(|| {
+            let delay = backoff(
+                job.attempt,
+                Duration::from_secs(self.config.backoff_base_secs),
+                Duration::from_secs(self.config.backoff_max_secs),
+            );
+            self.clock.now() + delay
+        });
+        match self
+            .store
+            .fail(job.id, &self.owner, &message, timings, retry_at)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => return Ok(lease_lost()),
+            Err(e) => return Err(e),
+        }
+        Ok(match retry_at {
+            Some(at) => {
+                tracing::warn!(error = %message, retry_at = %at, "attempt failed; will retry");
+                Outcome::Retrying { at, error: message }
+            }
+            None => {
+                tracing::error!(error = %message, "job is dead");
+                Outcome::Dead { error: message }
+            }
+        })
+    }
+
+    fn observe(&self, stage: &'static str, started: Instant, ok: bool) {
+        self.metrics
+            .stage_finished(stage, started.elapsed().as_secs_f64(), ok);
+    }
+}
+
+fn lease_lost() -> Outcome {
+    tracing::warn!(
+        "lost the lease; another worker owns the job now, this attempt's result is dropped"
+    );
+    Outcome::LeaseLost
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let base = Duration::from_secs(5);
+        let max = Duration::from_secs(60);
+        for _ in 0..100 {
+            let first = backoff(1, base, max);
+            assert!(
+                first >= Duration::from_millis(2500) && first <= base,
+                "{first:?}"
+            );
+            let third = backoff(3, base, max);
+            assert!(
+                third >= Duration::from_secs(10) && third <= Duration::from_secs(20),
+                "{third:?}"
+            );
+            let late = backoff(30, base, max);
+            assert!(late >= Duration::from_secs(30) && late <= max, "{late:?}");
+        }
+    }
+}
