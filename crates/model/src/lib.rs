@@ -22,7 +22,7 @@ pub mod secret;
 
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
 pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
 pub use job::{
     ClaimedJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState, NewJob,

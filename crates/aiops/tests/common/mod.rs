@@ -1,0 +1,127 @@
+//! Runs the real `aiops` binary as a child process on a free loopback port, and stops it when dropped.
+
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Daemon {
+    child: Child,
+    pub url: String,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `aiops serve` with the given `AIOPS__…` settings, its store and logs in `dir`, and waits
+    /// (bounded) until it is ready.
+    pub async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let stderr = dir.join(format!("aiops-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aiops"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AIOPS__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "AIOPS__STORE__URL",
+                format!("sqlite://{}", dir.join("aiops.db").display()),
+            )
+            .env("AIOPS__LOG__LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("log file"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("the aiops binary starts");
+        let daemon = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            stderr,
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/ready", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiops did not become ready; its log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("request");
+        response.json().await.expect("json")
+    }
+
+    /// Waits (bounded by `max`) until nothing is queued or running; returns the last status.
+    pub async fn drain(&self, max: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let status = self.get("/queue/status").await;
+            if status["queued"] == 0 && status["running"] == 0 {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue not drained in {max:?}: {status}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../tests/fixtures/alertmanager/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+/// The fixture with its first fingerprint replaced, so each call makes a distinct group.
+pub fn distinct_payload(n: usize) -> String {
+    let mut payload: Value =
+        serde_json::from_str(&fixture("target-down-single.json")).expect("json");
+    payload["alerts"][0]["fingerprint"] = Value::String(format!("crash-{n:05}"));
+    payload.to_string()
+}

@@ -1,0 +1,445 @@
+//! The HTTP API on a real listener (port 0) with a real SQLite store, driven by an HTTP client the way
+//! Alertmanager and operators call it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_ingest::{AppState, ServerConfig};
+use aiops_model::{JobId, JobState, Metrics, StageTimings, Store, SystemClock};
+use aiops_store::{SqliteStore, StoreConfig};
+use base64::Engine;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token";
+
+struct App {
+    url: String,
+    store: Arc<SqliteStore>,
+    client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_app(configure: impl FnOnce(&mut ServerConfig, &mut StoreConfig)) -> App {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = ServerConfig::default();
+    let mut store_config = StoreConfig::default();
+    configure(&mut server, &mut store_config);
+    server.resolve().expect("valid server config");
+    let store = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("aiops.db"),
+            &store_config,
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("store"),
+    );
+    let state = AppState {
+        store: store.clone(),
+        metrics: Arc::new(Metrics::new()),
+        clock: Arc::new(SystemClock),
+        auth: server.auth(),
+        config: Arc::new(server),
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(aiops_ingest::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    App {
+        url,
+        store,
+        client: reqwest::Client::new(),
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../tests/fixtures/alertmanager/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+impl App {
+    async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn jobs(&self) -> u64 {
+        let c = self.store.counts().await.expect("counts");
+        c.queued + c.running + c.done + c.dead
+    }
+}
+
+fn assert_error(body: &Value, error: &str) {
+    assert_eq!(body["error"], error, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_webhook_is_committed_and_readable() {
+    let app = spawn_app(|_, _| {}).await;
+    let (status, body) = app
+        .post("/webhook/alerts", fixture("target-down-group-firing.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["duplicate"], false);
+    let id: JobId = body["job_id"]
+        .as_str()
+        .expect("job_id")
+        .parse()
+        .expect("uuid");
+    let record = app
+        .store
+        .get(id)
+        .await
+        .expect("get")
+        .expect("the job is in the store");
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!(record.alertname, "TargetDown");
+    let (status, body) = app.get(&format!("/analyses/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "queued");
+    assert_eq!(
+        body["payload"]["groupKey"],
+        "{}:{alertname=\"TargetDown\", job=\"api\"}"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_sequential_and_concurrent_make_one_job() {
+    let app = spawn_app(|_, _| {}).await;
+    let (_, first) = app
+        .post("/webhook/alerts", fixture("target-down-single.json"))
+        .await;
+    let (status, again) = app
+        .post("/webhook/alerts", fixture("target-down-single.json"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["job_id"], first["job_id"]);
+
+    let body = fixture("high-load-warning.json");
+    let requests = (0..20).map(|_| app.post("/webhook/alerts", body.clone()));
+    let answers = futures_util::future::join_all(requests).await;
+    assert!(answers.iter().all(|(s, _)| s.is_success()), "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, b)| b["duplicate"] == false)
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    let ids: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|(_, b)| b["job_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(app.jobs().await, 2);
+}
+
+#[tokio::test]
+async fn a_partial_resolution_is_a_new_job() {
+    let app = spawn_app(|_, _| {}).await;
+    let (a, _) = app
+        .post("/webhook/alerts", fixture("target-down-group-firing.json"))
+        .await;
+    let (b, body) = app
+        .post(
+            "/webhook/alerts",
+            fixture("target-down-group-one-resolved.json"),
+        )
+        .await;
+    let (c, _) = app
+        .post(
+            "/webhook/alerts",
+            fixture("target-down-group-resolved.json"),
+        )
+        .await;
+    assert_eq!(
+        (a, b, c),
+        (
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED,
+            StatusCode::ACCEPTED
+        ),
+        "{body}"
+    );
+    assert_eq!(app.jobs().await, 3);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_status_and_store_nothing() {
+    let app = spawn_app(|server, _| server.max_body_bytes = 2048).await;
+    let url = format!("{}/webhook/alerts", app.url);
+
+    let (status, body) = app
+        .post("/webhook/alerts", b"{\"groupKey\": ".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "malformed_json");
+
+    let (status, body) = app
+        .post(
+            "/webhook/alerts",
+            br#"{"groupKey":"k","status":"firing"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "invalid_payload");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("alerts"),
+        "{body}"
+    );
+
+    let (status, body) = app
+        .post(
+            "/webhook/alerts",
+            br#"{"groupKey":"k","status":"on fire","alerts":[]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "invalid_payload");
+
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(4096)).into_bytes();
+    let (status, body) = app.post("/webhook/alerts", big.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "payload_too_large");
+    // Without a Content-Length (chunked), the limit still holds.
+    let stream = futures_util::stream::iter(
+        big.chunks(512)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let request = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream));
+    let (status, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "payload_too_large");
+
+    let request = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(fixture("target-down-single.json"));
+    let (status, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&body, "unsupported_media_type");
+
+    let (status, body) = app.get("/analyses/not-a-uuid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    let (status, body) = app.get(&format!("/analyses/{}", JobId::new())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    let (status, body) = app.send(app.client.get(&url)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+
+    assert_eq!(app.jobs().await, 0, "no rejected request wrote anything");
+}
+
+#[tokio::test]
+async fn auth_accepts_the_bearer_token_or_basic_credentials_only() {
+    let app = spawn_app(|server, _| {
+        server.auth.bearer_token = Some(SecretString::from(TOKEN));
+        server.auth.basic_username = "alertmanager".into();
+        server.auth.basic_password = Some(SecretString::from("pw"));
+    })
+    .await;
+    let url = format!("{}/webhook/alerts", app.url);
+    let post = |auth: Option<String>| {
+        let mut request = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(fixture("target-down-single.json"));
+        if let Some(value) = auth {
+            request = request.header("authorization", value);
+        }
+        app.send(request)
+    };
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    for bad in [
+        None,
+        Some("Bearer wrong".to_owned()),
+        Some(basic("alertmanager:nope")),
+        Some("Token x".into()),
+    ] {
+        let (status, body) = post(bad.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert_error(&body, "unauthorized");
+        assert!(!body.to_string().contains(TOKEN));
+    }
+    let (status, body) = app.get(&format!("/analyses/{}", JobId::new())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(app.jobs().await, 0);
+
+    let (status, _) = post(Some(format!("Bearer {TOKEN}"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = post(Some(basic("alertmanager:pw"))).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same payload again is a duplicate, but it got through auth"
+    );
+    // Probes and metrics stay open for the orchestrator and Prometheus.
+    assert_eq!(app.get("/health").await.0, StatusCode::OK);
+    assert_eq!(app.get("/ready").await.0, StatusCode::OK);
+    let (status, metrics) = app.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!metrics.to_string().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_so_alertmanager_retries() {
+    let app = spawn_app(|_, store| store.max_queued = 1).await;
+    let (status, _) = app
+        .post("/webhook/alerts", fixture("target-down-single.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let response = app
+        .client
+        .post(format!("{}/webhook/alerts", app.url))
+        .header("content-type", "application/json")
+        .body(fixture("high-load-warning.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("json");
+    assert_error(&body, "queue_full");
+    assert_eq!(app.jobs().await, 1);
+}
+
+#[tokio::test]
+async fn split_per_alert_makes_one_job_per_alert() {
+    let app = spawn_app(|server, _| server.split_per_alert = true).await;
+    let (status, body) = app
+        .post("/webhook/alerts", fixture("target-down-group-firing.json"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["job_ids"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(app.jobs().await, 2);
+}
+
+#[tokio::test]
+async fn analyze_takes_one_alert_and_can_wait_for_the_result() {
+    let app = spawn_app(|server, _| server.analyze_wait_secs = 10).await;
+    let alert = br#"{"labels": {"alertname": "HighLoad", "instance": "n1"}, "annotations": {"summary": "load 9"}}"#;
+    let (status, body) = app.post("/analyze", alert.to_vec()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id: JobId = body["job_id"].as_str().expect("id").parse().expect("uuid");
+    let (_, record) = app.get(&format!("/analyses/{id}")).await;
+    assert_eq!(record["source"], "manual");
+    assert_eq!(record["alertname"], "HighLoad");
+
+    // A stand-in worker finishes every job shortly after it is queued.
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            if let Ok(Some(job)) = store.claim("test-worker", Duration::from_secs(30)).await {
+                let _ = store
+                    .complete(job.id, "test-worker", &StageTimings::default())
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (status, record) = app.post("/analyze?wait=true", alert.to_vec()).await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["state"], "done");
+
+    let (status, body) = app
+        .post("/analyze", br#"{"labels": {"instance": "n1"}}"#.to_vec())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&body, "invalid_payload");
+}
+
+#[tokio::test]
+async fn status_and_metrics_describe_the_queue() {
+    let app = spawn_app(|_, _| {}).await;
+    app.post("/webhook/alerts", fixture("target-down-group-firing.json"))
+        .await;
+    app.post("/webhook/alerts", fixture("target-down-group-firing.json"))
+        .await;
+    app.post("/webhook/alerts", b"nope".to_vec()).await;
+    let (status, body) = app.get("/queue/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["queued"], 1);
+    assert_eq!(body["dead"], 0);
+    assert!(body["oldest_queued_age_secs"].as_f64().is_some(), "{body}");
+    assert!(
+        body.get("workers_busy").is_some() && body.get("workers_total").is_some(),
+        "{body}"
+    );
+
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .expect("metrics");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("openmetrics")
+    );
+    let text = response.text().await.expect("text");
+    for line in [
+        "aiops_webhook_requests_total{result=\"accepted\"} 1",
+        "aiops_webhook_requests_total{result=\"duplicate\"} 1",
+        "aiops_webhook_requests_total{result=\"rejected\"} 1",
+        "aiops_alerts_received_total 4",
+        "aiops_webhook_duplicates_total 1",
+        "aiops_queue_jobs{state=\"queued\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}

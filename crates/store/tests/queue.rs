@@ -1,0 +1,337 @@
+//! The store's queue behaviour on a real SQLite file: commit, dedup, claiming, leases, retries, limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_model::alertmanager::AlertStatus;
+use aiops_model::{
+    Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock, NewJob,
+    StageTimings, Store, StoreError,
+};
+use aiops_store::{SqliteStore, StoreConfig};
+use time::OffsetDateTime;
+
+struct Harness {
+    store: Arc<SqliteStore>,
+    clock: Arc<ManualClock>,
+    config: StoreConfig,
+    dir: tempfile::TempDir,
+}
+
+async fn harness(config: StoreConfig) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let store = SqliteStore::open(&dir.path().join("aiops.db"), &config, clock.clone())
+        .await
+        .expect("opens");
+    Harness {
+        store: Arc::new(store),
+        clock,
+        config,
+        dir,
+    }
+}
+
+impl Harness {
+    async fn reopen(self) -> Self {
+        let Harness {
+            store,
+            clock,
+            config,
+            dir,
+        } = self;
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("aiops.db"), &config, clock.clone())
+            .await
+            .expect("reopens");
+        Harness {
+            store: Arc::new(store),
+            clock,
+            config,
+            dir,
+        }
+    }
+}
+
+fn job(key: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        source: JobSource::Webhook,
+        dedup_key: Some(key.to_owned()),
+        group_key: format!("group-{key}"),
+        status: AlertStatus::Firing,
+        alertname: "TargetDown".into(),
+        payload: format!("{{\"key\": \"{key}\"}}"),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn committed_job_survives_reopening_and_can_be_read_back() {
+    let h = harness(StoreConfig::default()).await;
+    let outcome = h.store.enqueue(vec![job("a")]).await.expect("enqueue");
+    let id = outcome[0].job_id();
+    assert_eq!(outcome[0], EnqueueOutcome::Created(id));
+    let h = h.reopen().await;
+    let record = h
+        .store
+        .get(id)
+        .await
+        .expect("get")
+        .expect("job exists after reopening");
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!(record.group_key, "group-a");
+    assert_eq!(record.payload["key"], "a");
+    assert_eq!(h.store.counts().await.expect("counts").queued, 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_within_the_ttl_makes_no_job_and_names_the_original() {
+    let h = harness(StoreConfig {
+        dedup_ttl_secs: 60,
+        ..StoreConfig::default()
+    })
+    .await;
+    let first = h.store.enqueue(vec![job("k")]).await.expect("enqueue")[0];
+    let again = h.store.enqueue(vec![job("k")]).await.expect("enqueue")[0];
+    assert_eq!(again, EnqueueOutcome::Duplicate(first.job_id()));
+    h.clock.advance(Duration::from_secs(61));
+    let later = h.store.enqueue(vec![job("k")]).await.expect("enqueue")[0];
+    assert!(
+        matches!(later, EnqueueOutcome::Created(id) if id != first.job_id()),
+        "{later:?}"
+    );
+    assert_eq!(h.store.counts().await.expect("counts").queued, 2);
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_make_exactly_one_job() {
+    let h = harness(StoreConfig::default()).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let store = h.store.clone();
+        tasks.spawn(async move { store.enqueue(vec![job("same")]).await.expect("enqueue")[0] });
+    }
+    let outcomes = tasks.join_all().await;
+    let created: Vec<_> = outcomes.iter().filter(|o| !o.is_duplicate()).collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o.job_id() == created[0].job_id()));
+    assert_eq!(h.store.counts().await.expect("counts").queued, 1);
+}
+
+#[tokio::test]
+async fn jobs_without_a_dedup_key_are_never_duplicates() {
+    let h = harness(StoreConfig::default()).await;
+    let mut manual = job("m");
+    manual.dedup_key = None;
+    let mut manual2 = manual.clone();
+    manual2.id = JobId::new();
+    let outcomes = h
+        .store
+        .enqueue(vec![manual, manual2])
+        .await
+        .expect("enqueue");
+    assert!(outcomes.iter().all(|o| !o.is_duplicate()));
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_the_whole_request_and_writes_nothing() {
+    let h = harness(StoreConfig {
+        max_queued: 2,
+        ..StoreConfig::default()
+    })
+    .await;
+    h.store.enqueue(vec![job("1")]).await.expect("first fits");
+    let err = h
+        .store
+        .enqueue(vec![job("2"), job("3")])
+        .await
+        .expect_err("two more do not fit");
+    assert!(matches!(err, StoreError::QueueFull(_)), "{err:?}");
+    assert!(err.is_retriable());
+    assert_eq!(
+        h.store.counts().await.expect("counts").queued,
+        1,
+        "nothing of the refused request"
+    );
+    h.store
+        .enqueue(vec![job("2")])
+        .await
+        .expect("one more fits");
+}
+
+#[tokio::test]
+async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    let first = h
+        .store
+        .claim("w1", LEASE)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!((first.id, first.attempt), (id, 1));
+    assert!(
+        h.store.claim("w2", LEASE).await.expect("claim").is_none(),
+        "leased jobs are not handed out twice"
+    );
+
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    let second = h
+        .store
+        .claim("w2", LEASE)
+        .await
+        .expect("claim")
+        .expect("the abandoned job");
+    assert_eq!((second.id, second.attempt), (id, 2));
+    let err = h
+        .store
+        .complete(id, "w1", &StageTimings::default())
+        .await
+        .expect_err("w1 lost its lease");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
+    h.store
+        .complete(id, "w2", &StageTimings::default())
+        .await
+        .expect("w2 completes");
+    let record = h.store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Done);
+    assert_eq!(record.attempts, 2);
+    assert!(record.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn a_renewed_lease_keeps_the_job() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store
+        .claim("w1", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    h.clock.advance(LEASE - Duration::from_secs(1));
+    h.store.extend_lease(id, "w1", LEASE).await.expect("renew");
+    h.clock.advance(Duration::from_secs(2));
+    assert!(h.store.claim("w2", LEASE).await.expect("claim").is_none());
+}
+
+#[tokio::test]
+async fn a_failed_attempt_waits_until_its_retry_time() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store
+        .claim("w", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    let retry_at = h.clock.now() + Duration::from_secs(10);
+    h.store
+        .fail(
+            id,
+            "w",
+            "rca: 503",
+            &StageTimings::default(),
+            Some(retry_at),
+        )
+        .await
+        .expect("fail");
+    let record = h.store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!(record.last_error.as_deref(), Some("rca: 503"));
+    assert!(
+        h.store.claim("w", LEASE).await.expect("claim").is_none(),
+        "not due yet"
+    );
+    h.clock.advance(Duration::from_secs(10));
+    let again = h
+        .store
+        .claim("w", LEASE)
+        .await
+        .expect("claim")
+        .expect("due now");
+    assert_eq!(again.attempt, 2);
+    h.store
+        .fail(id, "w", "rca: 400", &StageTimings::default(), None)
+        .await
+        .expect("dead");
+    let record = h.store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Dead);
+    assert_eq!(record.last_error.as_deref(), Some("rca: 400"));
+    assert_eq!(h.store.counts().await.expect("counts").dead, 1);
+}
+
+#[tokio::test]
+async fn released_jobs_come_back_without_counting_the_attempt() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store
+        .claim("w", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    h.store.release(id, "w").await.expect("release");
+    let again = h
+        .store
+        .claim("w2", LEASE)
+        .await
+        .expect("claim")
+        .expect("job is back");
+    assert_eq!(again.attempt, 1);
+}
+
+#[tokio::test]
+async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store
+        .claim("w", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    let delivery = DeliveryRecord {
+        sink: "stdout".into(),
+        delivered_at: h.clock.now(),
+        detail: Some("ts".into()),
+    };
+    h.store
+        .record_delivery(id, &delivery)
+        .await
+        .expect("record");
+    h.store
+        .record_delivery(id, &delivery)
+        .await
+        .expect("recording twice is harmless");
+    h.clock.advance(LEASE * 2);
+    let again = h
+        .store
+        .claim("w2", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert!(again.delivered_to("stdout"));
+    assert_eq!(again.deliveries.len(), 1);
+    assert_eq!(again.deliveries[0].detail.as_deref(), Some("ts"));
+}
+
+#[tokio::test]
+async fn counts_report_age_and_recent_finishes() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store.enqueue(vec![job("b")]).await.expect("enqueue");
+    h.clock.advance(Duration::from_secs(5));
+    h.store
+        .claim("w", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    h.store
+        .complete(id, "w", &StageTimings::default())
+        .await
+        .expect("complete");
+    let counts = h.store.counts().await.expect("counts");
+    assert_eq!((counts.queued, counts.running, counts.done), (1, 0, 1));
+    assert_eq!(counts.finished_last_minute, 1);
+    let age = counts.oldest_queued_age_secs.expect("an age");
+    assert!((5.0..6.0).contains(&age), "{age}");
+}
