@@ -24,13 +24,9 @@ function request()
   return wrk.format(nil, nil, nil, body)
 end
 
-local errors = 0
-function response(status, headers, body)
-  if status ~= 202 then
-    errors = errors + 1
-  end
-end
-
+-- No response() callback: defining one makes wrk collect every response and slows the load
+-- generator. Non-2xx answers are counted by wrk itself (summary.errors.status).
 function done(summary, latency, requests)
-  io.write(string.format("non2xx_or_dup=%d\n", summary.errors.status))
+  io.write(string.format("non-2xx responses: %d, socket errors: %d\n", summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aiops_context::AlertContext;
 use aiops_ingest::AppState;
-use aiops_model::{Clock, Metrics, Notifier, SystemClock};
+use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, SystemClock};
 use aiops_notify::{FileNotifier, StdoutNotifier, WebhookNotifier};
 use aiops_rca::RulesAnalyzer;
 use aiops_worker::{Stages, Worker};
@@ -16,6 +16,16 @@ use crate::config::Config;
 
 /// Builds the pipeline's stages from the configuration.
 pub fn stages(config: &Config) -> anyhow::Result<Stages> {
+    let (context, analyzer) = analysis(config);
+    Ok(Stages {
+        context,
+        analyzer,
+        notifiers: notifiers(config)?,
+    })
+}
+
+/// The stages that produce an analysis: context and rca.
+pub fn analysis(config: &Config) -> (Arc<dyn ContextSource>, Arc<dyn Analyzer>) {
     if !config.prometheus.url.is_empty() || !config.loki.url.is_empty() {
         tracing::warn!(
             "prometheus.url and loki.url are not queried yet; evidence comes from the alerts only"
@@ -24,6 +34,11 @@ pub fn stages(config: &Config) -> anyhow::Result<Stages> {
     if config.llm.is_enabled() {
         tracing::warn!("the LLM analyzer is not available yet; the rule-based analyzer answers");
     }
+    (Arc::new(AlertContext), Arc::new(RulesAnalyzer))
+}
+
+/// The configured sinks, in delivery order.
+fn notifiers(config: &Config) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
     if config.slack.is_enabled() {
         tracing::warn!(
             "Slack delivery is not available yet; use notify.stdout, notify.file or webhook.url"
@@ -46,11 +61,7 @@ pub fn stages(config: &Config) -> anyhow::Result<Stages> {
         .map_err(anyhow::Error::msg)?;
         notifiers.push(Arc::new(sink));
     }
-    Ok(Stages {
-        context: Arc::new(AlertContext),
-        analyzer: Arc::new(RulesAnalyzer),
-        notifiers,
-    })
+    Ok(notifiers)
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C: the API stops accepting, then running jobs get the grace

@@ -83,7 +83,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 8 MiB of page cache per connection keeps the hot index pages of the queue in memory.
-            .pragma("cache_size", "-8192");
+            .pragma("cache_size", "-8192")
+            // Statement journals of the multi-row upserts stay in memory instead of temp files that
+            // would be created and unlinked on every batch.
+            .pragma("temp_store", "memory");
         let write = single_connection(options.clone()).await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new()
