@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_ingest::{AppState, ServerConfig};
-use aiops_model::{JobId, JobState, Metrics, StageTimings, Store, SystemClock};
+use aiops_model::{AttemptEnd, JobId, JobState, Metrics, StageTimings, Store, SystemClock};
 use aiops_store::{SqliteStore, StoreConfig};
 use base64::Engine;
 use reqwest::StatusCode;
@@ -383,9 +383,13 @@ async fn analyze_takes_one_alert_and_can_wait_for_the_result() {
     tokio::spawn(async move {
         for _ in 0..100 {
             if let Ok(Some(job)) = store.claim("test-worker", Duration::from_secs(30)).await {
-                let _ = store
-                    .complete(job.id, "test-worker", &StageTimings::default())
-                    .await;
+                let timings = StageTimings::default();
+                let end = AttemptEnd {
+                    timings: &timings,
+                    analysis: None,
+                    delivery: None,
+                };
+                let _ = store.complete(job.id, "test-worker", end).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -29,4 +29,6 @@ pub use job::{
     QueueCounts, StageTimings,
 };
 pub use metrics::Metrics;
-pub use ports::{Analyzer, ContextSource, Notification, Notifier, StageError, Store, StoreError};
+pub use ports::{
+    Analyzer, AttemptEnd, ContextSource, Notification, Notifier, StageError, Store, StoreError,
+};

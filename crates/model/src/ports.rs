@@ -48,30 +48,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<ClaimedJob>, StoreError>;
     async fn extend_lease(&self, id: JobId, owner: &str, lease: Duration)
     -> Result<(), StoreError>;
-    /// Keeps the analysis of a running job, so a retry after a crash skips context and rca.
-    async fn save_analysis(
-        &self,
-        id: JobId,
-        owner: &str,
-        analysis: &Analysis,
-        timings: &StageTimings,
-    ) -> Result<(), StoreError>;
     /// Records a sink's delivery. Not lease-guarded: the delivery happened whoever holds the lease.
     async fn record_delivery(&self, id: JobId, delivery: &DeliveryRecord)
     -> Result<(), StoreError>;
-    async fn complete(
-        &self,
-        id: JobId,
-        owner: &str,
-        timings: &StageTimings,
-    ) -> Result<(), StoreError>;
+    /// Marks the job done.
+    async fn complete(&self, id: JobId, owner: &str, end: AttemptEnd<'_>)
+    -> Result<(), StoreError>;
     /// Records a failed attempt. With `retry_at` the job waits until then; without, it is dead.
     async fn fail(
         &self,
         id: JobId,
         owner: &str,
         error: &str,
-        timings: &StageTimings,
+        end: AttemptEnd<'_>,
         retry_at: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
     /// Gives a claimed job back without counting the attempt (graceful shutdown).
@@ -82,6 +71,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Waits until a job may have become due, or `max` passed.
     async fn wait_for_work(&self, max: Duration);
+}
+
+/// What a worker records with the end of an attempt, in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnd<'a> {
+    pub timings: &'a StageTimings,
+    /// An analysis this attempt produced, kept so that a retry does not pay for it again.
+    pub analysis: Option<&'a Analysis>,
+    /// A delivery made just before the end. Recorded even when the lease was lost: it happened.
+    pub delivery: Option<&'a DeliveryRecord>,
 }
 
 /// A stage's failure, classified for the worker's retry decision.

@@ -4,13 +4,15 @@
 //! - [`StoreConfig`]: the `[store]` configuration section.
 //! - [`open`]: builds the backend that `store.url` names (SQLite is embedded and the default).
 //! - `sqlite`: the SQLite backend: WAL, a single writer connection, and group commit.
-//! - `writer`: the group-commit task that batches concurrent enqueues into one transaction.
+//! - `writer`: the group-commit task that runs every write waiting at a moment in one transaction.
+//! - `wal_sync`: the thread that fsyncs the WAL and only then releases a batch's answers.
 //!
 //! The SQL is kept portable to PostgreSQL (no SQLite-only functions; times are Unix milliseconds), so
 //! that a PostgreSQL backend can share the migrations.
 #![forbid(unsafe_code)]
 
 mod sqlite;
+mod wal_sync;
 mod writer;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The SQLite backend. Every write goes through the group-commit writer on one connection (SQLite has
-//! one writer anyway); a small read pool serves the API. WAL with `synchronous = FULL` makes every
-//! commit durable before it returns.
+//! one writer anyway); a small read pool serves the API. The writer commits in WAL mode and a sync
+//! thread fsyncs the WAL before any answer goes out, so every answered write is durable.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
-    Analysis, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource,
-    JobState, NewJob, QueueCounts, StageTimings, Store, StoreError,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource,
+    JobState, NewJob, QueueCounts, Store, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -23,12 +23,20 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
+use crate::wal_sync::WalSync;
 use crate::writer::{Op, OwnedQuery, Statement, Writer};
 
 /// Enqueue requests waiting for the writer beyond this make callers wait (backpressure).
 const WRITER_CHANNEL: usize = 8192;
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 const READ_CONNECTIONS: u32 = 4;
+
+/// SQLite's WAL file for the database at `path`.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
 
 async fn single_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new()
@@ -87,7 +95,9 @@ impl SqliteStore {
             // Statement journals of the multi-row upserts stay in memory instead of temp files that
             // would be created and unlinked on every batch.
             .pragma("temp_store", "memory");
-        let write = single_connection(options.clone()).await?;
+        // The writer commits without fsync; WalSync fsyncs the WAL before any answer goes out.
+        let write =
+            single_connection(options.clone().synchronous(SqliteSynchronous::Normal)).await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
@@ -104,7 +114,7 @@ impl SqliteStore {
             dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
             max_queued: config.max_queued,
             max_batch: config.max_batch,
-            work: work.clone(),
+            wal: WalSync::start(wal_path(path), work.clone())?,
             backlog: None,
         };
         tokio::spawn(writer.run());
@@ -139,15 +149,17 @@ impl SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 
-    async fn execute(&self, query: OwnedQuery) -> Result<u64, StoreError> {
+    /// Runs the statements in one transaction; answers the rows the last one affected.
+    async fn execute(&self, queries: Vec<OwnedQuery>) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Op::Statement(Statement::Execute { query, reply }), answer)
+        self.submit(Op::Statement(Statement::Execute { queries, reply }), answer)
             .await
     }
 
-    /// Runs a lease-guarded update: no row changed means the owner lost the lease.
-    async fn owned_update(&self, id: JobId, query: OwnedQuery) -> Result<(), StoreError> {
-        match self.execute(query).await? {
+    /// Runs a lease-guarded update, last (after the statements that go with it): no row changed
+    /// means the owner lost the lease.
+    async fn owned_update(&self, id: JobId, queries: Vec<OwnedQuery>) -> Result<(), StoreError> {
+        match self.execute(queries).await? {
             0 => Err(StoreError::LeaseLost(id)),
             _ => Ok(()),
         }
@@ -214,26 +226,7 @@ impl Store for SqliteStore {
         .bind(until)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, query).await
-    }
-
-    async fn save_analysis(
-        &self,
-        id: JobId,
-        owner: &str,
-        analysis: &Analysis,
-        timings: &StageTimings,
-    ) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE jobs SET analysis = ?1, timings = ?2, updated_at = ?3
-             WHERE id = ?4 AND lease_owner = ?5 AND state = 'running'",
-        )
-        .bind(to_json(analysis))
-        .bind(to_json(timings))
-        .bind(self.now())
-        .bind(id.to_string())
-        .bind(owner.to_owned());
-        self.owned_update(id, query).await
+        self.owned_update(id, vec![query]).await
     }
 
     async fn record_delivery(
@@ -243,34 +236,29 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // Not lease-guarded: the delivery happened, and recording it is what keeps the next owner from
         // posting again.
-        let query = sqlx::query(
-            "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (job_id, sink) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(delivery.sink.clone())
-        .bind(millis(delivery.delivered_at))
-        .bind(delivery.detail.clone());
-        self.execute(query).await.map(drop)
+        self.execute(vec![insert_delivery(id, delivery)])
+            .await
+            .map(drop)
     }
 
     async fn complete(
         &self,
         id: JobId,
         owner: &str,
-        timings: &StageTimings,
+        end: AttemptEnd<'_>,
     ) -> Result<(), StoreError> {
         let now = self.now();
-        let query = sqlx::query(
-            "UPDATE jobs SET state = 'done', timings = ?1, last_error = NULL, lease_owner = NULL,
-                             lease_expires_at = NULL, updated_at = ?2, finished_at = ?2
-             WHERE id = ?3 AND lease_owner = ?4 AND state = 'running'",
+        let update = sqlx::query(
+            "UPDATE jobs SET state = 'done', timings = ?1, analysis = COALESCE(?2, analysis), last_error = NULL,
+                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3, finished_at = ?3
+             WHERE id = ?4 AND lease_owner = ?5 AND state = 'running'",
         )
-        .bind(to_json(timings))
+        .bind(to_json(end.timings))
+        .bind(end.analysis.map(to_json))
         .bind(now)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, query).await
+        self.owned_update(id, with_delivery(update, id, end)).await
     }
 
     async fn fail(
@@ -278,7 +266,7 @@ impl Store for SqliteStore {
         id: JobId,
         owner: &str,
         error: &str,
-        timings: &StageTimings,
+        end: AttemptEnd<'_>,
         retry_at: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
         let now = self.now();
@@ -286,20 +274,22 @@ impl Store for SqliteStore {
             Some(at) => (JobState::Queued, millis(at), None),
             None => (JobState::Dead, now, Some(now)),
         };
-        let query = sqlx::query(
+        let update = sqlx::query(
             "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
-                             timings = ?5, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?6
-             WHERE id = ?7 AND lease_owner = ?8 AND state = 'running'",
+                             timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
+                             lease_expires_at = NULL, updated_at = ?7
+             WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(next)
         .bind(finished)
         .bind(error.to_owned())
-        .bind(to_json(timings))
+        .bind(to_json(end.timings))
+        .bind(end.analysis.map(to_json))
         .bind(now)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, query).await
+        self.owned_update(id, with_delivery(update, id, end)).await
     }
 
     async fn release(&self, id: JobId, owner: &str) -> Result<(), StoreError> {
@@ -312,7 +302,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, query).await
+        self.owned_update(id, vec![query]).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -360,33 +350,31 @@ impl Store for SqliteStore {
 
     async fn counts(&self) -> Result<QueueCounts, StoreError> {
         let now = self.now();
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.read)
-            .await
-            .map_err(|e| db_error(&e))?;
-        let mut counts = QueueCounts::default();
-        for row in rows {
-            let n = u64::try_from(get::<i64>(&row, "n")?).unwrap_or_default();
-            match JobState::parse(&get::<String>(&row, "state")?) {
-                Some(JobState::Queued) => counts.queued = n,
-                Some(JobState::Running) => counts.running = n,
-                Some(JobState::Done) => counts.done = n,
-                Some(JobState::Dead) => counts.dead = n,
-                None => {}
-            }
-        }
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(created_at) FROM jobs WHERE state = 'queued'")
-                .fetch_one(&self.read)
-                .await
-                .map_err(|e| db_error(&e))?;
-        counts.oldest_queued_age_secs = oldest.map(|t| (now - t).max(0) as f64 / 1000.0);
-        let finished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?1")
-            .bind(now - 60_000)
-            .fetch_one(&self.read)
-            .await
-            .map_err(|e| db_error(&e))?;
-        counts.finished_last_minute = u64::try_from(finished).unwrap_or_default();
+        // One index search per figure; no scan of the history.
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued') AS queued,
+                    (SELECT COUNT(*) FROM jobs WHERE state = 'running') AS running,
+                    (SELECT COUNT(*) FROM jobs WHERE state = 'done' AND finished_at IS NOT NULL) AS done,
+                    (SELECT COUNT(*) FROM jobs WHERE state = 'dead' AND finished_at IS NOT NULL) AS dead,
+                    (SELECT MIN(created_at) FROM jobs WHERE state = 'queued') AS oldest,
+                    (SELECT COUNT(*) FROM jobs WHERE state = 'done' AND finished_at >= ?1)
+                  + (SELECT COUNT(*) FROM jobs WHERE state = 'dead' AND finished_at >= ?1) AS finished",
+        )
+        .bind(now - 60_000)
+        .fetch_one(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        let count =
+            |column: &str| get::<i64>(&row, column).map(|n| u64::try_from(n).unwrap_or_default());
+        let oldest: Option<i64> = get(&row, "oldest")?;
+        let counts = QueueCounts {
+            queued: count("queued")?,
+            running: count("running")?,
+            done: count("done")?,
+            dead: count("dead")?,
+            oldest_queued_age_secs: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
+            finished_last_minute: count("finished")?,
+        };
         Ok(counts)
     }
 
@@ -427,8 +415,29 @@ impl SqliteStore {
     }
 }
 
-/// Deletes expired dedup keys and finished jobs past retention, once a minute, through the writer and
-/// in slices, so that a large purge never holds the write lock for long.
+fn insert_delivery(id: JobId, delivery: &DeliveryRecord) -> OwnedQuery {
+    sqlx::query(
+        "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (job_id, sink) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(delivery.sink.clone())
+    .bind(millis(delivery.delivered_at))
+    .bind(delivery.detail.clone())
+}
+
+/// The lease-guarded update first (its row count decides), then the delivery it carries, if any.
+fn with_delivery(update: OwnedQuery, id: JobId, end: AttemptEnd<'_>) -> Vec<OwnedQuery> {
+    std::iter::once(update)
+        .chain(end.delivery.map(|d| insert_delivery(id, d)))
+        .collect()
+}
+
+/// Rows deleted per maintenance statement, so that no purge holds the write lock for long.
+const PURGE_SLICE: u64 = 5000;
+
+/// Deletes expired dedup keys and finished jobs past retention once a minute, through the writer, in
+/// slices of [`PURGE_SLICE`] rows.
 async fn maintain(
     tx: mpsc::Sender<Op>,
     clock: Arc<dyn Clock>,
@@ -439,32 +448,47 @@ async fn maintain(
     loop {
         tick.tick().await;
         let now = millis(clock.now());
-        let mut statements = vec![(
-            "DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)",
-            now - dedup_ttl_ms,
-        )];
+        let mut purges: Vec<Box<dyn Fn() -> Vec<OwnedQuery> + Send>> = vec![Box::new(move || {
+            vec![
+                sqlx::query("DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)")
+                    .bind(now - dedup_ttl_ms),
+            ]
+        })];
         if retention_ms > 0 {
-            statements.push((
-                "DELETE FROM deliveries WHERE job_id IN
-                     (SELECT id FROM jobs WHERE finished_at < ?1 LIMIT 5000)",
-                now - retention_ms,
-            ));
-            statements.push(("DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1 LIMIT 5000)", now - retention_ms));
+            for state in ["done", "dead"] {
+                // The same slice of jobs (the oldest, in index order) loses its deliveries, then itself.
+                let before = now - retention_ms;
+                purges.push(Box::new(move || {
+                    vec![
+                        sqlx::query(
+                            "DELETE FROM deliveries WHERE job_id IN (SELECT id FROM jobs
+                             WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
+                        )
+                        .bind(state)
+                        .bind(before),
+                        sqlx::query(
+                            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                             WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
+                        )
+                        .bind(state)
+                        .bind(before),
+                    ]
+                }));
+            }
         }
-        for (sql, before) in statements {
-            // Bounded: at most 100 slices (500,000 rows) a minute per table.
+        for purge in purges {
+            // Bounded: at most 100 slices a minute per purge.
             for _ in 0..100 {
                 let (reply, answer) = oneshot::channel();
-                let query = sqlx::query(sql).bind(before);
-                if tx
-                    .send(Op::Statement(Statement::Execute { query, reply }))
-                    .await
-                    .is_err()
-                {
+                let op = Op::Statement(Statement::Execute {
+                    queries: purge(),
+                    reply,
+                });
+                if tx.send(op).await.is_err() {
                     return;
                 }
                 match answer.await {
-                    Ok(Ok(n)) if n >= 5000 => continue,
+                    Ok(Ok(n)) if n >= PURGE_SLICE => continue,
                     Ok(Ok(_)) => break,
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");

@@ -1,7 +1,7 @@
 //! Group commit. Every write goes through one task that takes all operations waiting at that moment
 //! and runs them in one transaction, so one fsync makes a whole batch durable: webhooks from ingest as
-//! well as the workers' claims and updates. A reply is sent only after the commit returned, which is
-//! what lets ingest answer 2xx for "committed".
+//! well as the workers' claims and updates. A reply is sent only after the commit returned and its WAL
+//! frames were fsynced (see `wal_sync`), which is what lets ingest answer 2xx for "committed".
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use aiops_model::{Clock, EnqueueOutcome, JobId, NewJob, StoreError};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::sqlite::{db_error, millis};
+use crate::wal_sync::WalSync;
 
 /// The backlog count is read from the database at most this often; in between, the writer adds the
 /// jobs it created itself. Workers only shrink the backlog, so the estimate errs on the safe side.
@@ -32,11 +33,11 @@ pub(crate) enum Op {
     Statement(Statement),
 }
 
-/// A single statement of a worker's update.
+/// A worker's update (or the store's maintenance): statements run in the batch's transaction.
 pub(crate) enum Statement {
-    /// Answers the number of rows affected.
+    /// Runs the statements in order and answers the number of rows the last one affected.
     Execute {
-        query: OwnedQuery,
+        queries: Vec<OwnedQuery>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     /// Answers the first row, for `UPDATE … RETURNING`.
@@ -72,7 +73,7 @@ pub(crate) struct Writer {
     pub dedup_ttl_ms: i64,
     pub max_queued: u64,
     pub max_batch: usize,
-    pub work: Arc<Notify>,
+    pub wal: WalSync,
     pub backlog: Option<(u64, Instant)>,
 }
 
@@ -128,12 +129,22 @@ impl Writer {
         if let Some((count, _)) = &mut self.backlog {
             *count += created as u64;
         }
-        for (reply, outcome) in enqueue_replies.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome);
-        }
-        answered.into_iter().for_each(Answered::send);
-        // New jobs, retries and released jobs may be due: wake idle workers.
-        self.work.notify_waiters();
+        // The commit returned before its fsync; the answers go out once the WAL is on disk.
+        self.wal.after_sync(Box::new(move |synced| match synced {
+            Ok(()) => {
+                for (reply, outcome) in enqueue_replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                answered.into_iter().for_each(Answered::send);
+            }
+            Err(e) => {
+                for reply in enqueue_replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
+                }
+                // Dropping the statements' reply channels tells each requester the store failed.
+                drop(answered);
+            }
+        }));
     }
 
     /// Runs the batch in one transaction: the enqueues with a few multi-row statements (each statement
@@ -172,10 +183,9 @@ impl Writer {
         let mut pending = statements.into_iter();
         while let Some(statement) = pending.next() {
             let result = match statement {
-                Statement::Execute { query, reply } => query
-                    .execute(&mut *tx)
+                Statement::Execute { queries, reply } => execute_all(&mut tx, queries)
                     .await
-                    .map(|r| Answered::Rows(r.rows_affected(), reply)),
+                    .map(|rows| Answered::Rows(rows, reply)),
                 Statement::FetchOptional { query, reply } => query
                     .fetch_optional(&mut *tx)
                     .await
@@ -230,14 +240,29 @@ impl Writer {
         {
             return Ok(count);
         }
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
-                .fetch_one(&self.pool)
-                .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued')
+                  + (SELECT COUNT(*) FROM jobs WHERE state = 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let count = u64::try_from(count).unwrap_or_default();
         self.backlog = Some((count, Instant::now()));
         Ok(count)
     }
+}
+
+/// Runs the statements in order; answers the rows affected by the first.
+async fn execute_all(
+    tx: &mut Transaction<'_, Sqlite>,
+    queries: Vec<OwnedQuery>,
+) -> Result<u64, sqlx::Error> {
+    let mut first = None;
+    for query in queries {
+        let rows = query.execute(&mut **tx).await?.rows_affected();
+        first.get_or_insert(rows);
+    }
+    Ok(first.unwrap_or(0))
 }
 
 /// Rows per multi-row statement; with at most 10 parameters a row this stays far below SQLite's limit of

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
-    Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock, NewJob,
-    StageTimings, Store, StoreError,
+    AttemptEnd, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock,
+    NewJob, StageTimings, Store, StoreError,
 };
 use aiops_store::{SqliteStore, StoreConfig};
 use time::OffsetDateTime;
@@ -66,6 +66,20 @@ fn job(key: &str) -> NewJob {
 }
 
 const LEASE: Duration = Duration::from_secs(30);
+
+static NO_TIMINGS: StageTimings = StageTimings {
+    context_ms: None,
+    rca_ms: None,
+    notify_ms: None,
+};
+
+fn end() -> AttemptEnd<'static> {
+    AttemptEnd {
+        timings: &NO_TIMINGS,
+        analysis: None,
+        delivery: None,
+    }
+}
 
 #[tokio::test]
 async fn committed_job_survives_reopening_and_can_be_read_back() {
@@ -187,12 +201,12 @@ async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
     assert_eq!((second.id, second.attempt), (id, 2));
     let err = h
         .store
-        .complete(id, "w1", &StageTimings::default())
+        .complete(id, "w1", end())
         .await
         .expect_err("w1 lost its lease");
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
     h.store
-        .complete(id, "w2", &StageTimings::default())
+        .complete(id, "w2", end())
         .await
         .expect("w2 completes");
     let record = h.store.get(id).await.expect("get").expect("record");
@@ -227,13 +241,7 @@ async fn a_failed_attempt_waits_until_its_retry_time() {
         .expect("job");
     let retry_at = h.clock.now() + Duration::from_secs(10);
     h.store
-        .fail(
-            id,
-            "w",
-            "rca: 503",
-            &StageTimings::default(),
-            Some(retry_at),
-        )
+        .fail(id, "w", "rca: 503", end(), Some(retry_at))
         .await
         .expect("fail");
     let record = h.store.get(id).await.expect("get").expect("record");
@@ -252,7 +260,7 @@ async fn a_failed_attempt_waits_until_its_retry_time() {
         .expect("due now");
     assert_eq!(again.attempt, 2);
     h.store
-        .fail(id, "w", "rca: 400", &StageTimings::default(), None)
+        .fail(id, "w", "rca: 400", end(), None)
         .await
         .expect("dead");
     let record = h.store.get(id).await.expect("get").expect("record");
@@ -312,6 +320,99 @@ async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
     assert!(again.delivered_to("stdout"));
     assert_eq!(again.deliveries.len(), 1);
     assert_eq!(again.deliveries[0].detail.as_deref(), Some("ts"));
+
+    // A failed attempt keeps the analysis it made; the next attempt gets it back.
+    let analysis = aiops_rca::analyze_by_rules(&payload(), &aiops_model::Context::default());
+    let failed = AttemptEnd {
+        analysis: Some(&analysis),
+        ..end()
+    };
+    h.store
+        .fail(id, "w2", "notify: down", failed, Some(h.clock.now()))
+        .await
+        .expect("fail");
+    let third = h
+        .store
+        .claim("w3", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(third.analysis.as_ref(), Some(&analysis));
+    // Completion records the delivery it carries in the same transaction.
+    let webhook = DeliveryRecord {
+        sink: "webhook".into(),
+        delivered_at: h.clock.now(),
+        detail: None,
+    };
+    h.store
+        .complete(
+            id,
+            "w3",
+            AttemptEnd {
+                delivery: Some(&webhook),
+                ..end()
+            },
+        )
+        .await
+        .expect("complete");
+    let record = h.store.get(id).await.expect("get").expect("record");
+    let sinks: Vec<&str> = record.deliveries.iter().map(|d| d.sink.as_str()).collect();
+    assert_eq!(sinks, ["stdout", "webhook"]);
+    assert_eq!(
+        record.analysis,
+        Some(analysis),
+        "a completion without an analysis keeps the saved one"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_is_recorded_even_when_the_lease_was_lost() {
+    let h = harness(StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.store
+        .claim("w1", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    h.clock.advance(LEASE * 2);
+    h.store
+        .claim("w2", LEASE)
+        .await
+        .expect("claim")
+        .expect("job");
+    let delivery = DeliveryRecord {
+        sink: "stdout".into(),
+        delivered_at: h.clock.now(),
+        detail: None,
+    };
+    let err = h
+        .store
+        .complete(
+            id,
+            "w1",
+            AttemptEnd {
+                delivery: Some(&delivery),
+                ..end()
+            },
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::LeaseLost(_))), "{err:?}");
+    let record = h.store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Running, "w2 still owns it");
+    assert_eq!(
+        record.deliveries.len(),
+        1,
+        "w2 will not deliver to stdout again"
+    );
+}
+
+fn payload() -> aiops_model::WebhookPayload {
+    let path = format!(
+        "{}/../../tests/fixtures/alertmanager/target-down-single.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    aiops_model::alertmanager::parse_webhook(&std::fs::read(path).expect("fixture"))
+        .expect("parses")
 }
 
 #[tokio::test]
@@ -325,10 +426,7 @@ async fn counts_report_age_and_recent_finishes() {
         .await
         .expect("claim")
         .expect("job");
-    h.store
-        .complete(id, "w", &StageTimings::default())
-        .await
-        .expect("complete");
+    h.store.complete(id, "w", end()).await.expect("complete");
     let counts = h.store.counts().await.expect("counts");
     assert_eq!((counts.queued, counts.running, counts.done), (1, 0, 1));
     assert_eq!(counts.finished_last_minute, 1);

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
-    Analysis, Analyzer, ClaimedJob, Clock, ContextSource, DeliveryRecord, JobId, Metrics,
-    Notification, Notifier, StageError, StageTimings, Store, StoreError, WebhookPayload,
+    Analysis, Analyzer, AttemptEnd, ClaimedJob, Clock, ContextSource, DeliveryRecord, JobId,
+    Metrics, Notification, Notifier, StageError, StageTimings, Store, StoreError, WebhookPayload,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,16 @@ pub enum Outcome {
     },
     /// Another worker took the job over (this one's lease expired); its result was discarded.
     LeaseLost,
+}
+
+/// What an attempt produced so far; it is recorded with the attempt's end.
+#[derive(Debug)]
+struct Progress {
+    timings: StageTimings,
+    /// An analysis made by this attempt (none when an earlier attempt's was reused).
+    analysis: Option<Analysis>,
+    /// The delivery that completed the round, recorded together with the completion.
+    last_delivery: Option<DeliveryRecord>,
 }
 
 /// What stopped an attempt.
@@ -299,17 +309,26 @@ impl Worker {
                 job.attempt - 1
             );
             tracing::error!(%error, "job is dead");
+            let end = AttemptEnd {
+                timings: &job.timings,
+                analysis: None,
+                delivery: None,
+            };
             self.store
-                .fail(job.id, &self.owner, &error, &job.timings, None)
+                .fail(job.id, &self.owner, &error, end, None)
                 .await?;
             return Ok(Outcome::Dead { error });
         }
-        let mut timings = job.timings.clone();
+        let mut progress = Progress {
+            timings: job.timings.clone(),
+            analysis: None,
+            last_delivery: None,
+        };
         let result = tokio::select! {
-            result = self.execute(&job, &mut timings) => result,
+            result = self.execute(&job, &mut progress) => result,
             lost = self.keep_lease(job.id) => Err(Failure::Store(lost)),
         };
-        self.settle(&job, &timings, result).await
+        self.settle(&job, &progress, result).await
     }
 
     /// Renews the lease until it is lost; only then does it return.
@@ -329,7 +348,7 @@ impl Worker {
         }
     }
 
-    async fn execute(&self, job: &ClaimedJob, timings: &mut StageTimings) -> Result<(), Failure> {
+    async fn execute(&self, job: &ClaimedJob, progress: &mut Progress) -> Result<(), Failure> {
         let payload: WebhookPayload =
             serde_json::from_str(&job.payload).map_err(|e| Failure::Stage {
                 stage: "decode",
@@ -341,26 +360,24 @@ impl Worker {
         span.record("group_key", payload.group_key.as_str());
         span.record("alertname", payload.alertname());
 
-        let analysis = match (payload.status, &job.analysis) {
-            // A resolution needs no analysis: the notifier reports how long the group fired.
-            (AlertStatus::Resolved, _) => None,
-            (AlertStatus::Firing, Some(saved)) => Some(saved.clone()),
-            (AlertStatus::Firing, None) => {
-                let analysis = self.analyze(&payload, timings).await?;
-                self.store
-                    .save_analysis(job.id, &self.owner, &analysis, timings)
-                    .await?;
-                Some(analysis)
-            }
+        if payload.status == AlertStatus::Firing && job.analysis.is_none() {
+            progress.analysis = Some(self.analyze(&payload, &mut progress.timings).await?);
+        }
+        // A resolution needs no analysis: the notifier reports how long the group fired.
+        let analysis = match payload.status {
+            AlertStatus::Resolved => None,
+            AlertStatus::Firing => progress.analysis.as_ref().or(job.analysis.as_ref()),
         };
         let notification = Notification {
             job_id: job.id,
             payload: &payload,
-            analysis: analysis.as_ref(),
+            analysis,
         };
         let started = Instant::now();
-        let delivered = self.notify(job, notification).await;
-        timings.notify_ms = Some(elapsed_ms(started));
+        let delivered = self
+            .notify(job, notification, &mut progress.last_delivery)
+            .await;
+        progress.timings.notify_ms = Some(elapsed_ms(started));
         self.observe("notify", started, delivered.is_ok());
         delivered
     }
@@ -390,17 +407,23 @@ impl Worker {
     }
 
     /// Delivers to every sink that has not received this job yet. One failing sink does not hold the
-    /// others back; the attempt fails afterwards, and the retry goes to the failed sinks only.
+    /// others back; the attempt fails afterwards, and the retry goes to the failed sinks only. Each
+    /// delivery is recorded at once, except the one that ends a fully successful round: that one is
+    /// left in `last` and recorded with the job's completion, in the same transaction.
     async fn notify(
         &self,
         job: &ClaimedJob,
         notification: Notification<'_>,
+        last: &mut Option<DeliveryRecord>,
     ) -> Result<(), Failure> {
         let mut errors = Vec::new();
-        for sink in &self.stages.notifiers {
-            if job.delivered_to(sink.name()) {
-                continue;
-            }
+        let pending: Vec<&Arc<dyn Notifier>> = self
+            .stages
+            .notifiers
+            .iter()
+            .filter(|sink| !job.delivered_to(sink.name()))
+            .collect();
+        for (i, sink) in pending.iter().enumerate() {
             match sink.deliver(notification).await {
                 Ok(detail) => {
                     let record = DeliveryRecord {
@@ -408,7 +431,11 @@ impl Worker {
                         delivered_at: self.clock.now(),
                         detail,
                     };
-                    self.store.record_delivery(job.id, &record).await?;
+                    if i + 1 == pending.len() && errors.is_empty() {
+                        *last = Some(record);
+                    } else {
+                        self.store.record_delivery(job.id, &record).await?;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(sink = sink.name(), error = %e, retriable = e.retriable, "delivery failed");
@@ -431,17 +458,23 @@ impl Worker {
         })
     }
 
+    /// Records how the attempt ended, with the analysis it produced and its last delivery.
     async fn settle(
         &self,
         job: &ClaimedJob,
-        timings: &StageTimings,
+        progress: &Progress,
         result: Result<(), Failure>,
     ) -> Result<Outcome, StoreError> {
+        let end = AttemptEnd {
+            timings: &progress.timings,
+            analysis: progress.analysis.as_ref(),
+            delivery: progress.last_delivery.as_ref(),
+        };
         let (stage, error) = match result {
             Ok(()) => {
-                return match self.store.complete(job.id, &self.owner, timings).await {
+                return match self.store.complete(job.id, &self.owner, end).await {
                     Ok(()) => {
-                        tracing::info!(timings = ?timings, "job done");
+                        tracing::info!(timings = ?progress.timings, "job done");
                         Ok(Outcome::Done)
                     }
                     Err(StoreError::LeaseLost(_)) => Ok(lease_lost()),
@@ -463,7 +496,7 @@ impl Worker {
         });
         match self
             .store
-            .fail(job.id, &self.owner, &message, timings, retry_at)
+            .fail(job.id, &self.owner, &message, end, retry_at)
             .await
         {
             Ok(()) => {}
