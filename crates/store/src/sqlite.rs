@@ -137,6 +137,37 @@ impl SqliteStore {
         millis(self.clock.now())
     }
 
+    /// Ends a running attempt in `state`: done, queued again (with the error and the next attempt's
+    /// time) or dead (with the error). Keeps the attempt's analysis and records its last delivery.
+    async fn end_attempt(
+        &self,
+        id: JobId,
+        owner: &str,
+        state: JobState,
+        failure: Option<(&str, i64)>,
+        end: AttemptEnd<'_>,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let finished = (state != JobState::Queued).then_some(now);
+        let (error, next) = failure.map_or((None, now), |(e, next)| (Some(e.to_owned()), next));
+        let update = sqlx::query(
+            "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
+                             timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
+                             lease_expires_at = NULL, updated_at = ?7
+             WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'",
+        )
+        .bind(state.as_str())
+        .bind(next)
+        .bind(finished)
+        .bind(error)
+        .bind(to_json(end.timings))
+        .bind(end.analysis.map(to_json))
+        .bind(now)
+        .bind(id.to_string())
+        .bind(owner.to_owned());
+        self.owned_update(id, with_delivery(update, id, end)).await
+    }
+
     /// Hands an operation to the writer and waits for its committed answer.
     async fn submit<T>(
         &self,
@@ -247,18 +278,7 @@ impl Store for SqliteStore {
         owner: &str,
         end: AttemptEnd<'_>,
     ) -> Result<(), StoreError> {
-        let now = self.now();
-        let update = sqlx::query(
-            "UPDATE jobs SET state = 'done', timings = ?1, analysis = COALESCE(?2, analysis), last_error = NULL,
-                             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3, finished_at = ?3
-             WHERE id = ?4 AND lease_owner = ?5 AND state = 'running'",
-        )
-        .bind(to_json(end.timings))
-        .bind(end.analysis.map(to_json))
-        .bind(now)
-        .bind(id.to_string())
-        .bind(owner.to_owned());
-        self.owned_update(id, with_delivery(update, id, end)).await
+        self.end_attempt(id, owner, JobState::Done, None, end).await
     }
 
     async fn fail(
@@ -269,27 +289,12 @@ impl Store for SqliteStore {
         end: AttemptEnd<'_>,
         retry_at: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
-        let now = self.now();
-        let (state, next, finished) = match retry_at {
-            Some(at) => (JobState::Queued, millis(at), None),
-            None => (JobState::Dead, now, Some(now)),
+        let (state, next) = match retry_at {
+            Some(at) => (JobState::Queued, millis(at)),
+            None => (JobState::Dead, self.now()),
         };
-        let update = sqlx::query(
-            "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
-                             timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
-                             lease_expires_at = NULL, updated_at = ?7
-             WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'",
-        )
-        .bind(state.as_str())
-        .bind(next)
-        .bind(finished)
-        .bind(error.to_owned())
-        .bind(to_json(end.timings))
-        .bind(end.analysis.map(to_json))
-        .bind(now)
-        .bind(id.to_string())
-        .bind(owner.to_owned());
-        self.owned_update(id, with_delivery(update, id, end)).await
+        self.end_attempt(id, owner, state, Some((error, next)), end)
+            .await
     }
 
     async fn release(&self, id: JobId, owner: &str) -> Result<(), StoreError> {

@@ -33,6 +33,15 @@ async fn harness(config: StoreConfig) -> Harness {
 }
 
 impl Harness {
+    /// Claims the next due job, which the test expects to exist.
+    async fn claim(&self, owner: &str) -> aiops_model::ClaimedJob {
+        self.store
+            .claim(owner, LEASE)
+            .await
+            .expect("claim")
+            .expect("a due job")
+    }
+
     async fn reopen(self) -> Self {
         let Harness {
             store,
@@ -219,11 +228,7 @@ async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
 async fn a_renewed_lease_keeps_the_job() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
-    h.store
-        .claim("w1", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w1").await;
     h.clock.advance(LEASE - Duration::from_secs(1));
     h.store.extend_lease(id, "w1", LEASE).await.expect("renew");
     h.clock.advance(Duration::from_secs(2));
@@ -234,11 +239,7 @@ async fn a_renewed_lease_keeps_the_job() {
 async fn a_failed_attempt_waits_until_its_retry_time() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
-    h.store
-        .claim("w", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w").await;
     let retry_at = h.clock.now() + Duration::from_secs(10);
     h.store
         .fail(id, "w", "rca: 503", end(), Some(retry_at))
@@ -273,11 +274,7 @@ async fn a_failed_attempt_waits_until_its_retry_time() {
 async fn released_jobs_come_back_without_counting_the_attempt() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
-    h.store
-        .claim("w", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w").await;
     h.store.release(id, "w").await.expect("release");
     let again = h
         .store
@@ -292,11 +289,7 @@ async fn released_jobs_come_back_without_counting_the_attempt() {
 async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
-    h.store
-        .claim("w", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w").await;
     let delivery = DeliveryRecord {
         sink: "stdout".into(),
         delivered_at: h.clock.now(),
@@ -369,17 +362,9 @@ async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
 async fn a_delivery_is_recorded_even_when_the_lease_was_lost() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
-    h.store
-        .claim("w1", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w1").await;
     h.clock.advance(LEASE * 2);
-    h.store
-        .claim("w2", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w2").await;
     let delivery = DeliveryRecord {
         sink: "stdout".into(),
         delivered_at: h.clock.now(),
@@ -421,11 +406,7 @@ async fn counts_report_age_and_recent_finishes() {
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.store.enqueue(vec![job("b")]).await.expect("enqueue");
     h.clock.advance(Duration::from_secs(5));
-    h.store
-        .claim("w", LEASE)
-        .await
-        .expect("claim")
-        .expect("job");
+    h.claim("w").await;
     h.store.complete(id, "w", end()).await.expect("complete");
     let counts = h.store.counts().await.expect("counts");
     assert_eq!((counts.queued, counts.running, counts.done), (1, 0, 1));

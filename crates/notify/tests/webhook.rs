@@ -1,0 +1,90 @@
+//! The generic webhook sink against a fake receiver: what it sends, and how it classifies failures.
+
+use std::time::Duration;
+
+use aiops_model::alertmanager::parse_webhook;
+use aiops_model::{JobId, Notification, Notifier};
+use aiops_notify::{Document, WebhookNotifier};
+use secrecy::SecretString;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn payload() -> aiops_model::WebhookPayload {
+    let path = format!(
+        "{}/../../tests/fixtures/alertmanager/target-down-group-resolved.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    parse_webhook(&std::fs::read(path).expect("fixture")).expect("parses")
+}
+
+async fn sink(server: &MockServer, status: u16) -> WebhookNotifier {
+    Mock::given(method("POST"))
+        .and(path("/hook/s3cret-token"))
+        .and(header("content-type", "application/json"))
+        .respond_with(ResponseTemplate::new(status))
+        .mount(server)
+        .await;
+    let url = SecretString::from(format!("{}/hook/s3cret-token", server.uri()));
+    WebhookNotifier::new(url, Duration::from_secs(2)).expect("valid URL")
+}
+
+#[tokio::test]
+async fn posts_the_document_as_json() {
+    let server = MockServer::start().await;
+    let notifier = sink(&server, 204).await;
+    let payload = payload();
+    let job_id = JobId::new();
+    notifier
+        .deliver(Notification {
+            job_id,
+            payload: &payload,
+            analysis: None,
+        })
+        .await
+        .expect("2xx");
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1);
+    let doc: Document = serde_json::from_slice(&requests[0].body).expect("a document");
+    assert_eq!(
+        (doc.job_id, doc.kind.as_str(), doc.alerts_resolved),
+        (job_id, "resolved", 1)
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retriable_client_errors_are_not_and_the_url_never_leaks() {
+    let payload = payload();
+    let n = Notification {
+        job_id: JobId::new(),
+        payload: &payload,
+        analysis: None,
+    };
+    for (status, retriable) in [
+        (500, true),
+        (503, true),
+        (429, true),
+        (400, false),
+        (404, false),
+    ] {
+        let server = MockServer::start().await;
+        let err = sink(&server, status)
+            .await
+            .deliver(n)
+            .await
+            .expect_err("a failure");
+        assert_eq!(err.retriable, retriable, "{status}: {err}");
+        assert!(!err.message.contains("s3cret"), "{err}");
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let url = SecretString::from(format!("http://{closed}/hook/s3cret-token"));
+    let err = WebhookNotifier::new(url, Duration::from_secs(2))
+        .expect("valid")
+        .deliver(n)
+        .await;
+    let err = err.expect_err("nothing listens");
+    assert!(err.retriable, "{err}");
+    assert!(!err.message.contains("s3cret"), "{err}");
+}
