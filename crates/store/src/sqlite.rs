@@ -64,7 +64,8 @@ pub struct SqliteStore {
     tx: mpsc::Sender<Op>,
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
-    /// Background tasks (checkpoints, maintenance), stopped with the store.
+    maintenance: Maintenance,
+    /// Background tasks (maintenance), stopped with the store.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,14 +119,16 @@ impl SqliteStore {
             backlog: None,
         };
         tokio::spawn(writer.run());
-        let tasks = vec![tokio::spawn(maintain(
-            tx.clone(),
-            clock.clone(),
-            secs_to_ms(config.dedup_ttl_secs),
-            secs_to_ms(config.retention_days.saturating_mul(86_400)),
-        ))];
+        let maintenance = Maintenance {
+            tx: tx.clone(),
+            clock: clock.clone(),
+            dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
+            retention_ms: secs_to_ms(config.retention_days.saturating_mul(86_400)),
+        };
+        let tasks = vec![tokio::spawn(maintenance.clone().run())];
         Ok(Self {
             read,
+            maintenance,
             tx,
             clock,
             work,
@@ -135,6 +138,11 @@ impl SqliteStore {
 
     fn now(&self) -> i64 {
         millis(self.clock.now())
+    }
+
+    /// Deletes expired dedup keys and finished jobs past retention now (it also runs once a minute).
+    pub async fn purge_expired(&self) -> Result<(), StoreError> {
+        self.maintenance.purge().await
     }
 
     /// Ends a running attempt in `state`: done, queued again (with the error and the next attempt's
@@ -431,39 +439,61 @@ fn insert_delivery(id: JobId, delivery: &DeliveryRecord) -> OwnedQuery {
     .bind(delivery.detail.clone())
 }
 
-/// The lease-guarded update first (its row count decides), then the delivery it carries, if any.
+/// The delivery the attempt's end carries, if any, then the lease-guarded update, whose row count
+/// decides. The delivery is recorded even when the lease was lost: it happened.
 fn with_delivery(update: OwnedQuery, id: JobId, end: AttemptEnd<'_>) -> Vec<OwnedQuery> {
-    std::iter::once(update)
-        .chain(end.delivery.map(|d| insert_delivery(id, d)))
+    end.delivery
+        .map(|d| insert_delivery(id, d))
+        .into_iter()
+        .chain([update])
         .collect()
 }
 
 /// Rows deleted per maintenance statement, so that no purge holds the write lock for long.
 const PURGE_SLICE: u64 = 5000;
 
-/// Deletes expired dedup keys and finished jobs past retention once a minute, through the writer, in
-/// slices of [`PURGE_SLICE`] rows.
-async fn maintain(
+/// Deletes expired dedup keys and finished jobs past retention, through the writer, in slices of
+/// [`PURGE_SLICE`] rows, so that no purge holds the write lock for long.
+#[derive(Debug, Clone)]
+struct Maintenance {
     tx: mpsc::Sender<Op>,
     clock: Arc<dyn Clock>,
     dedup_ttl_ms: i64,
+    /// 0 keeps finished jobs forever.
     retention_ms: i64,
-) {
-    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-    loop {
-        tick.tick().await;
-        let now = millis(clock.now());
-        let mut purges: Vec<Box<dyn Fn() -> Vec<OwnedQuery> + Send>> = vec![Box::new(move || {
+}
+
+impl Maintenance {
+    /// Purges once a minute, for as long as the store lives.
+    async fn run(self) {
+        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.purge().await {
+                tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
+            }
+        }
+    }
+
+    async fn purge(&self) -> Result<(), StoreError> {
+        let now = millis(self.clock.now());
+        let dedup_before = now - self.dedup_ttl_ms;
+        self.in_slices(|| {
             vec![
-                sqlx::query("DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)")
-                    .bind(now - dedup_ttl_ms),
+                sqlx::query(
+                    "DELETE FROM dedup WHERE key IN
+                     (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)",
+                )
+                .bind(dedup_before),
             ]
-        })];
-        if retention_ms > 0 {
+        })
+        .await?;
+        if self.retention_ms > 0 {
+            let before = now - self.retention_ms;
             for state in ["done", "dead"] {
-                // The same slice of jobs (the oldest, in index order) loses its deliveries, then itself.
-                let before = now - retention_ms;
-                purges.push(Box::new(move || {
+                // The same slice of jobs (the oldest, in index order) loses its deliveries, then
+                // itself; the second statement's count decides whether another slice follows.
+                self.in_slices(|| {
                     vec![
                         sqlx::query(
                             "DELETE FROM deliveries WHERE job_id IN (SELECT id FROM jobs
@@ -478,31 +508,28 @@ async fn maintain(
                         .bind(state)
                         .bind(before),
                     ]
-                }));
+                })
+                .await?;
             }
         }
-        for purge in purges {
-            // Bounded: at most 100 slices a minute per purge.
-            for _ in 0..100 {
-                let (reply, answer) = oneshot::channel();
-                let op = Op::Statement(Statement::Execute {
-                    queries: purge(),
-                    reply,
-                });
-                if tx.send(op).await.is_err() {
-                    return;
-                }
-                match answer.await {
-                    Ok(Ok(n)) if n >= PURGE_SLICE => continue,
-                    Ok(Ok(_)) => break,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
-                        break;
-                    }
-                    Err(_) => break,
-                }
+        Ok(())
+    }
+
+    /// Runs the statements again while their last one deletes a whole slice; at most 100 times.
+    async fn in_slices(&self, statements: impl Fn() -> Vec<OwnedQuery>) -> Result<(), StoreError> {
+        let stopped = || StoreError::Unavailable("the store's writer has stopped".into());
+        for _ in 0..100 {
+            let (reply, answer) = oneshot::channel();
+            let op = Op::Statement(Statement::Execute {
+                queries: statements(),
+                reply,
+            });
+            self.tx.send(op).await.map_err(|_| stopped())?;
+            if answer.await.map_err(|_| stopped())?? < PURGE_SLICE {
+                break;
             }
         }
+        Ok(())
     }
 }
 

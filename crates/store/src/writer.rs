@@ -252,17 +252,16 @@ impl Writer {
     }
 }
 
-/// Runs the statements in order; answers the rows affected by the first.
+/// Runs the statements in order; answers the rows affected by the last.
 async fn execute_all(
     tx: &mut Transaction<'_, Sqlite>,
     queries: Vec<OwnedQuery>,
 ) -> Result<u64, sqlx::Error> {
-    let mut first = None;
+    let mut last = 0;
     for query in queries {
-        let rows = query.execute(&mut **tx).await?.rows_affected();
-        first.get_or_insert(rows);
+        last = query.execute(&mut **tx).await?.rows_affected();
     }
-    Ok(first.unwrap_or(0))
+    Ok(last)
 }
 
 /// Rows per multi-row statement; with at most 10 parameters a row this stays far below SQLite's limit of

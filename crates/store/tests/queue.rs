@@ -414,3 +414,61 @@ async fn counts_report_age_and_recent_finishes() {
     let age = counts.oldest_queued_age_secs.expect("an age");
     assert!((5.0..6.0).contains(&age), "{age}");
 }
+
+#[tokio::test]
+async fn purging_removes_expired_dedup_keys_and_old_history_only() {
+    let config = StoreConfig {
+        dedup_ttl_secs: 3600,
+        retention_days: 1,
+        ..StoreConfig::default()
+    };
+    let h = harness(config).await;
+    let old = h.store.enqueue(vec![job("old")]).await.expect("enqueue")[0].job_id();
+    h.claim("w").await;
+    let delivery = DeliveryRecord {
+        sink: "stdout".into(),
+        delivered_at: h.clock.now(),
+        detail: None,
+    };
+    let done = AttemptEnd {
+        delivery: Some(&delivery),
+        ..end()
+    };
+    h.store.complete(old, "w", done).await.expect("complete");
+    let waiting = h
+        .store
+        .enqueue(vec![job("waiting")])
+        .await
+        .expect("enqueue")[0]
+        .job_id();
+
+    h.clock.advance(Duration::from_secs(2 * 86_400));
+    h.store.purge_expired().await.expect("purge");
+    assert!(
+        h.store.get(old).await.expect("get").is_none(),
+        "finished before retention: gone"
+    );
+    assert!(
+        h.store.get(waiting).await.expect("get").is_some(),
+        "unfinished jobs are never purged"
+    );
+    // Look at the tables themselves: nothing of the purged job is left behind.
+    let db = h.dir.path().join("aiops.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open");
+    for (sql, expected) in [
+        ("SELECT COUNT(*) FROM deliveries", 0),
+        (
+            "SELECT COUNT(*) FROM dedup WHERE job_id <> (SELECT id FROM jobs)",
+            0,
+        ),
+        ("SELECT COUNT(*) FROM jobs", 1),
+    ] {
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(n, expected, "{sql}");
+    }
+}
