@@ -126,12 +126,7 @@ async fn alertmanager_posts_with_bearer_auth_and_the_group_is_analyzed_then_reso
     assert_eq!(resolution["alertname"], "DiskFull");
     assert!(resolution.get("analysis").is_none());
 
-    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = daemon.metrics().await;
     assert!(
         !metrics.contains("result=\"unauthorized\""),
         "Alertmanager's credentials were accepted:\n{metrics}"

@@ -145,12 +145,7 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
         Some(1),
         "{record}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = daemon.metrics().await;
     assert!(
         metrics.contains("aiops_stage_failures_total{stage=\"notify\"} 2"),
         "{metrics}"

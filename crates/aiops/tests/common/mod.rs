@@ -77,6 +77,14 @@ impl Daemon {
         response.json().await.expect("json")
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("request");
+        response.text().await.expect("text")
+    }
+
     /// Waits (bounded by `max`) until nothing is queued or running; returns the last status.
     pub async fn drain(&self, max: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + max;
