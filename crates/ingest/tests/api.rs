@@ -447,3 +447,153 @@ async fn status_and_metrics_describe_the_queue() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_body_that_never_finishes_gets_408_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(|server, _| server.request_timeout_secs = 1).await;
+    let addr = app.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = "POST /webhook/alerts HTTP/1.1\r\nHost: aiops\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n{\"groupKey\":";
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the server must answer on its own, not wait forever"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\":\"request_timeout\""), "{text}");
+    assert_eq!(app.jobs().await, 0);
+}
+
+/// A store whose database cannot be reached: every call fails as SQLite or PostgreSQL would then.
+#[derive(Debug)]
+struct DownStore;
+
+fn down<T>() -> Result<T, aiops_model::StoreError> {
+    Err(aiops_model::StoreError::Unavailable(
+        "disk I/O error".into(),
+    ))
+}
+
+#[async_trait::async_trait]
+impl Store for DownStore {
+    async fn enqueue(
+        &self,
+        _: Vec<aiops_model::NewJob>,
+    ) -> Result<Vec<aiops_model::EnqueueOutcome>, aiops_model::StoreError> {
+        down()
+    }
+    async fn claim(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<aiops_model::ClaimedJob>, aiops_model::StoreError> {
+        down()
+    }
+    async fn extend_lease(
+        &self,
+        _: JobId,
+        _: &str,
+        _: Duration,
+    ) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn record_delivery(
+        &self,
+        _: JobId,
+        _: &aiops_model::DeliveryRecord,
+    ) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn complete(
+        &self,
+        _: JobId,
+        _: &str,
+        _: AttemptEnd<'_>,
+    ) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn fail(
+        &self,
+        _: JobId,
+        _: &str,
+        _: &str,
+        _: AttemptEnd<'_>,
+        _: Option<time::OffsetDateTime>,
+    ) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn release(&self, _: JobId, _: &str) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn get(
+        &self,
+        _: JobId,
+    ) -> Result<Option<aiops_model::JobRecord>, aiops_model::StoreError> {
+        down()
+    }
+    async fn counts(&self) -> Result<aiops_model::QueueCounts, aiops_model::StoreError> {
+        down()
+    }
+    async fn ping(&self) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn wait_for_work(&self, max: Duration) {
+        tokio::time::sleep(max).await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_store_answers_503_so_alertmanager_retries_and_metrics_stay_up() {
+    let server = ServerConfig::default();
+    let state = AppState {
+        store: Arc::new(DownStore),
+        metrics: Arc::new(Metrics::new()),
+        clock: Arc::new(SystemClock),
+        auth: server.auth(),
+        config: Arc::new(server),
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(aiops_ingest::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{url}/webhook/alerts"))
+        .header("content-type", "application/json")
+        .body(fixture("target-down-single.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.expect("json");
+    assert_error(&body, "store_unavailable");
+    assert!(
+        !body.to_string().contains("disk I/O"),
+        "internal errors stay in the log: {body}"
+    );
+    let ready = client
+        .get(format!("{url}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.expect("text");
+    assert!(
+        text.contains("aiops_webhook_requests_total{result=\"unavailable\"} 1"),
+        "{text}"
+    );
+}
