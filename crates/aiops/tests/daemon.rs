@@ -155,3 +155,31 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_cleanly_and_keeps_accepted_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(dir.path(), &[]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhook/alerts", daemon.url))
+        .header("content-type", "application/json")
+        .body(fixture("target-down-single.json"))
+        .send()
+        .await
+        .expect("posted");
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let log_path = daemon.stderr.clone();
+    assert!(
+        daemon.terminate(Duration::from_secs(30)),
+        "exit status 0 after SIGTERM"
+    );
+    let log = std::fs::read_to_string(log_path).expect("log");
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+    // The same store, started again, still has the job.
+    let daemon = Daemon::start(dir.path(), &[]).await;
+    let status = daemon.drain(Duration::from_secs(30)).await;
+    assert_eq!(status["done"], 1, "{status}");
+}

@@ -64,6 +64,27 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// SIGTERM, then waits (bounded by `max`) for the process to exit; returns whether it exited 0.
+    pub fn terminate(mut self, max: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "cannot signal {pid}");
+        let deadline = std::time::Instant::now() + max;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "aiops did not stop within {max:?} of SIGTERM; its log:\n{}",
+            self.log()
+        );
+    }
+
     /// `kill -9`: no shutdown code runs.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
