@@ -24,28 +24,16 @@ async fn accepted_webhooks_survive_kill_9_and_are_delivered_once() {
     ];
     let daemon = Daemon::start(dir.path(), &env).await;
 
-    let client = reqwest::Client::new();
-    let url = format!("{}/webhook/alerts", daemon.url);
-    let answers: Vec<(usize, reqwest::StatusCode, serde_json::Value)> =
+    let answers: Vec<(reqwest::StatusCode, serde_json::Value)> =
         futures_util::stream::iter(0..WEBHOOKS)
-            .map(|n| {
-                let request = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(distinct_payload(n));
-                async move {
-                    let response = request.send().await.expect("daemon answers");
-                    let status = response.status();
-                    (n, status, response.json().await.expect("json body"))
-                }
-            })
+            .map(|n| daemon.post_webhook(distinct_payload(n)))
             .buffer_unordered(16)
             .collect()
             .await;
     let accepted: Vec<String> = answers
         .iter()
-        .filter(|(_, status, _)| *status == reqwest::StatusCode::ACCEPTED)
-        .map(|(_, _, body)| body["job_id"].as_str().expect("job_id").to_owned())
+        .filter(|(status, _)| *status == reqwest::StatusCode::ACCEPTED)
+        .map(|(_, body)| body["job_id"].as_str().expect("job_id").to_owned())
         .collect();
     assert_eq!(
         accepted.len(),

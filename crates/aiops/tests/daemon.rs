@@ -117,18 +117,11 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
         ("AIOPS__WORKER__POLL_INTERVAL_MS", "100".to_owned()),
     ];
     let daemon = Daemon::start(dir.path(), &env).await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/webhook/alerts", daemon.url))
-        .header("content-type", "application/json")
-        .body(fixture("high-error-rate-k8s.json"))
-        .send()
-        .await
-        .expect("posted");
-    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
-    let id = response.json::<serde_json::Value>().await.expect("json")["job_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (status, body) = daemon
+        .post_webhook(fixture("high-error-rate-k8s.json"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    let id = body["job_id"].as_str().expect("id").to_owned();
     let status = daemon.drain(Duration::from_secs(30)).await;
     assert_eq!(status["dead"], 1, "{status}");
     let record = daemon.get(&format!("/analyses/{id}")).await;
@@ -160,14 +153,10 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
 async fn sigterm_stops_the_daemon_cleanly_and_keeps_accepted_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = Daemon::start(dir.path(), &[]).await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/webhook/alerts", daemon.url))
-        .header("content-type", "application/json")
-        .body(fixture("target-down-single.json"))
-        .send()
-        .await
-        .expect("posted");
-    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let (status, _) = daemon
+        .post_webhook(fixture("target-down-single.json"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
     let log_path = daemon.stderr.clone();
     assert!(
         daemon.terminate(Duration::from_secs(30)),

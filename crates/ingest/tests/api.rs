@@ -37,8 +37,23 @@ async fn spawn_app(configure: impl FnOnce(&mut ServerConfig, &mut StoreConfig)) 
         .await
         .expect("store"),
     );
+    let (url, stop) = serve(store.clone(), server);
+    App {
+        url,
+        store,
+        client: reqwest::Client::new(),
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// Serves the API for `store` on a free loopback port until the returned sender is dropped.
+fn serve(
+    store: Arc<dyn Store>,
+    server: ServerConfig,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let state = AppState {
-        store: store.clone(),
+        store,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(SystemClock),
         auth: server.auth(),
@@ -50,13 +65,7 @@ async fn spawn_app(configure: impl FnOnce(&mut ServerConfig, &mut StoreConfig)) 
     tokio::spawn(aiops_ingest::run(listener, state, async move {
         let _ = stopped.await;
     }));
-    App {
-        url,
-        store,
-        client: reqwest::Client::new(),
-        _stop: stop,
-        _dir: dir,
-    }
+    (url, stop)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -549,20 +558,7 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn a_broken_store_answers_503_so_alertmanager_retries_and_metrics_stay_up() {
-    let server = ServerConfig::default();
-    let state = AppState {
-        store: Arc::new(DownStore),
-        metrics: Arc::new(Metrics::new()),
-        clock: Arc::new(SystemClock),
-        auth: server.auth(),
-        config: Arc::new(server),
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(aiops_ingest::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    let (url, _stop) = serve(Arc::new(DownStore), ServerConfig::default());
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{url}/webhook/alerts"))

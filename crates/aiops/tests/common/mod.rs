@@ -12,6 +12,7 @@ pub struct Daemon {
     child: Child,
     pub url: String,
     pub stderr: PathBuf,
+    client: reqwest::Client,
 }
 
 impl Daemon {
@@ -42,6 +43,7 @@ impl Daemon {
             child,
             url: format!("http://127.0.0.1:{port}"),
             stderr,
+            client: reqwest::Client::new(),
         };
         daemon.wait_ready().await;
         daemon
@@ -89,6 +91,22 @@ impl Daemon {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// POSTs a webhook body as Alertmanager does; returns the status and the JSON answer.
+    pub async fn post_webhook(&self, body: String) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/webhook/alerts", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the daemon answers");
+        (
+            response.status(),
+            response.json().await.expect("a JSON body"),
+        )
     }
 
     pub async fn get(&self, path: &str) -> Value {
