@@ -141,7 +141,6 @@ pub struct ClaimedJob {
     pub timings: StageTimings,
     /// Sinks that already received this job; a retry skips them.
     pub deliveries: Vec<DeliveryRecord>,
-    pub created_at: OffsetDateTime,
 }
 
 impl ClaimedJob {

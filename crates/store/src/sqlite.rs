@@ -223,7 +223,7 @@ impl Store for SqliteStore {
                  (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at <= ?3 LIMIT 1),
                  (SELECT id FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?3
                   ORDER BY next_attempt_at LIMIT 1))
-             RETURNING id, source, attempts, payload, analysis, timings, created_at",
+             RETURNING id, source, attempts, payload, analysis, timings",
         )
         .bind(owner.to_owned())
         .bind(now + duration_ms(lease))
@@ -248,7 +248,6 @@ impl Store for SqliteStore {
             analysis: parse_json_opt(&row, "analysis")?,
             timings: parse_json(&row, "timings")?,
             deliveries,
-            created_at: from_millis(get(&row, "created_at")?),
         }))
     }
 

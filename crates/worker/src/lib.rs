@@ -438,7 +438,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(sink = sink.name(), error = %e, retriable = e.retriable, "delivery failed");
+                    tracing::warn!(sink = sink.name(), error = %e, retriable = e.is_retriable(), "delivery failed");
                     errors.push((sink.name().to_owned(), e));
                 }
             }
@@ -446,7 +446,7 @@ impl Worker {
         if errors.is_empty() {
             return Ok(());
         }
-        let retriable = errors.iter().all(|(_, e)| e.retriable);
+        let retriable = errors.iter().all(|(_, e)| e.is_retriable());
         let message = errors
             .iter()
             .map(|(sink, e)| format!("{sink}: {e}"))
