@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aiops_model::alertmanager::{parse_analyze_input, parse_webhook};
+use aiops_model::alertmanager::{compact_json, parse_analyze_input, parse_webhook};
 use aiops_model::{JobId, JobSource, JobState, NewJob, WebhookPayload};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -68,8 +68,9 @@ async fn accept_webhook(
             .map(|p| new_job(p, None, JobSource::Webhook))
             .collect()
     } else {
-        // The body is valid UTF-8 JSON (serde_json checked), so it is kept verbatim for the history.
-        let raw = String::from_utf8_lossy(&body).into_owned();
+        // The body is valid UTF-8 JSON (serde_json checked). The history keeps it as sent, less any
+        // indentation: a smaller row is a cheaper commit.
+        let raw = compact_json(&String::from_utf8_lossy(&body));
         vec![new_job(&payload, Some(raw), JobSource::Webhook)]
     };
     let outcomes = state.store.enqueue(jobs).await?;

@@ -255,6 +255,31 @@ impl ManualAlert {
     }
 }
 
+/// `json` without the whitespace between its tokens; everything else (key order, unknown fields, number
+/// spelling, escapes) stays byte for byte. Alertmanager sends compact JSON, but a person with `curl`
+/// often posts an indented file, and the stored history need not keep the indentation. `json` must be
+/// well-formed JSON (parse it first); anything else comes back unchanged.
+pub fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            (in_string, escaped) = match (escaped, c) {
+                (true, _) => (true, false),
+                (false, '\\') => (true, true),
+                (false, '"') => (false, false),
+                _ => (true, false),
+            };
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        } else {
+            in_string = c == '"';
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Parses what `/analyze` takes: a whole webhook payload (it has `alerts`) or a single alert.
 pub fn parse_analyze_input(body: &[u8], now: OffsetDateTime) -> Result<WebhookPayload, InputError> {
     let value: serde_json::Value = serde_json::from_slice(body)?;
@@ -296,6 +321,19 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compact_json_drops_only_the_whitespace_between_tokens() {
+        let pretty = "{\n  \"a\" : [ 1 ,\t2.50 ],\r\n  \"s\": \"two  words \\\" and \\\\\",\n  \"t\": \"\\\\\" , \"u\": { } }";
+        let compact = compact_json(pretty);
+        assert_eq!(
+            compact,
+            "{\"a\":[1,2.50],\"s\":\"two  words \\\" and \\\\\",\"t\":\"\\\\\",\"u\":{}}"
+        );
+        let before: serde_json::Value = serde_json::from_str(pretty).expect("valid");
+        let after: serde_json::Value = serde_json::from_str(&compact).expect("still valid");
+        assert_eq!(before, after);
+    }
+
     use super::*;
 
     fn alert(fp: &str, status: AlertStatus) -> Alert {

@@ -1,7 +1,7 @@
 //! Every webhook body a real Alertmanager sent (tests/fixtures/alertmanager) parses, with the group key,
 //! statuses and fingerprints the fixture carries.
 
-use aiops_model::alertmanager::{AlertStatus, parse_webhook};
+use aiops_model::alertmanager::{AlertStatus, compact_json, parse_webhook};
 
 fn fixture(name: &str) -> aiops_model::WebhookPayload {
     let path = format!(
@@ -24,6 +24,12 @@ fn every_fixture_parses() {
         let body = std::fs::read(&path).expect("read");
         let payload = parse_webhook(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!payload.alerts.is_empty());
+        // What the history stores: the same JSON without its indentation.
+        let text = String::from_utf8(body).expect("UTF-8");
+        let compact = compact_json(&text);
+        assert!(compact.len() < text.len(), "{}: the fixture is indented", path.display());
+        let same = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("JSON");
+        assert_eq!(same(&compact), same(&text), "{}", path.display());
         count += 1;
     }
     assert_eq!(count, 6, "expected the six fixtures");

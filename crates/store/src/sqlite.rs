@@ -17,7 +17,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{Connection, Row, SqlSafeStr, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -38,15 +38,6 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-async fn single_connection(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-}
-
 fn migrator() -> Migrator {
     Migrator::with_migrations(vec![Migration::new(
         1,
@@ -55,6 +46,16 @@ fn migrator() -> Migrator {
         include_str!("../migrations/0001_init.sql").into_sql_str(),
         false,
     )])
+}
+
+/// Ends a running attempt: the lease-guarded update of [`SqliteStore::end_attempt`].
+macro_rules! end_attempt_sql {
+    () => {
+        "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
+                         timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
+                         lease_expires_at = NULL, updated_at = ?7
+         WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'"
+    };
 }
 
 /// The SQLite store.
@@ -97,9 +98,10 @@ impl SqliteStore {
             // would be created and unlinked on every batch.
             .pragma("temp_store", "memory");
         // The writer commits without fsync; WalSync fsyncs the WAL before any answer goes out.
-        let write =
-            single_connection(options.clone().synchronous(SqliteSynchronous::Normal)).await?;
-        migrator().run(&write).await?;
+        let mut write =
+            SqliteConnection::connect_with(&options.clone().synchronous(SqliteSynchronous::Normal))
+                .await?;
+        migrator().run(&mut write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -109,7 +111,7 @@ impl SqliteStore {
         let work = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
         let writer = Writer {
-            pool: write.clone(),
+            conn: write,
             rx,
             clock: clock.clone(),
             dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
@@ -118,7 +120,12 @@ impl SqliteStore {
             wal: WalSync::start(wal_path(path), work.clone())?,
             backlog: None,
         };
-        tokio::spawn(writer.run());
+        // The writer runs on a thread of its own, so that no pipeline stage busy on the shared runtime
+        // ever delays a commit, and ingest's latency does not depend on what the workers are doing.
+        let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+        std::thread::Builder::new()
+            .name("aiops-writer".into())
+            .spawn(move || runtime.block_on(writer.run()))?;
         let maintenance = Maintenance {
             tx: tx.clone(),
             clock: clock.clone(),
@@ -158,22 +165,36 @@ impl SqliteStore {
         let now = self.now();
         let finished = (state != JobState::Queued).then_some(now);
         let (error, next) = failure.map_or((None, now), |(e, next)| (Some(e.to_owned()), next));
-        let update = sqlx::query(
-            "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
-                             timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
-                             lease_expires_at = NULL, updated_at = ?7
-             WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'",
-        )
-        .bind(state.as_str())
-        .bind(next)
-        .bind(finished)
-        .bind(error)
-        .bind(to_json(end.timings))
-        .bind(end.analysis.map(to_json))
-        .bind(now)
-        .bind(id.to_string())
-        .bind(owner.to_owned());
-        self.owned_update(id, with_delivery(update, id, end)).await
+        // The delivery the attempt's end carries is recorded in the same query, before the
+        // lease-guarded update, whose row count decides; the delivery is recorded even when the lease
+        // was lost: it happened.
+        let sql = match end.delivery {
+            Some(_) => concat!(
+                "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?8, ?10, ?11, ?12)
+                 ON CONFLICT (job_id, sink) DO NOTHING;\n",
+                end_attempt_sql!()
+            ),
+            None => end_attempt_sql!(),
+        };
+        let update = sqlx::query(sql)
+            .bind(state.as_str())
+            .bind(next)
+            .bind(finished)
+            .bind(error)
+            .bind(to_json(end.timings))
+            .bind(end.analysis.map(to_json))
+            .bind(now)
+            .bind(id.to_string())
+            .bind(owner.to_owned());
+        let update = match end.delivery {
+            Some(d) => update
+                .bind(d.sink.clone())
+                .bind(millis(d.delivered_at))
+                .bind(d.detail.clone()),
+            None => update,
+        };
+        let ends_job = state != JobState::Queued;
+        self.owned_update(id, vec![update], ends_job).await
     }
 
     /// Hands an operation to the writer and waits for its committed answer.
@@ -188,17 +209,27 @@ impl SqliteStore {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Runs the statements in one transaction; answers the rows the last one affected.
-    async fn execute(&self, queries: Vec<OwnedQuery>) -> Result<u64, StoreError> {
+    /// Runs the statements in one transaction; answers the rows the last one affected. `ends_job`:
+    /// a row changed by the last one is a job that ended (see [`Statement::Execute`]).
+    async fn execute(&self, queries: Vec<OwnedQuery>, ends_job: bool) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Op::Statement(Statement::Execute { queries, reply }), answer)
-            .await
+        let statement = Statement::Execute {
+            queries,
+            reply,
+            ends_job,
+        };
+        self.submit(Op::Statement(statement), answer).await
     }
 
     /// Runs a lease-guarded update, last (after the statements that go with it): no row changed
     /// means the owner lost the lease.
-    async fn owned_update(&self, id: JobId, queries: Vec<OwnedQuery>) -> Result<(), StoreError> {
-        match self.execute(queries).await? {
+    async fn owned_update(
+        &self,
+        id: JobId,
+        queries: Vec<OwnedQuery>,
+        ends_job: bool,
+    ) -> Result<(), StoreError> {
+        match self.execute(queries, ends_job).await? {
             0 => Err(StoreError::LeaseLost(id)),
             _ => Ok(()),
         }
@@ -264,7 +295,7 @@ impl Store for SqliteStore {
         .bind(until)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, vec![query]).await
+        self.owned_update(id, vec![query], false).await
     }
 
     async fn record_delivery(
@@ -274,7 +305,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // Not lease-guarded: the delivery happened, and recording it is what keeps the next owner from
         // posting again.
-        self.execute(vec![insert_delivery(id, delivery)])
+        self.execute(vec![insert_delivery(id, delivery)], false)
             .await
             .map(drop)
     }
@@ -314,7 +345,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(id.to_string())
         .bind(owner.to_owned());
-        self.owned_update(id, vec![query]).await
+        self.owned_update(id, vec![query], false).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -438,16 +469,6 @@ fn insert_delivery(id: JobId, delivery: &DeliveryRecord) -> OwnedQuery {
     .bind(delivery.detail.clone())
 }
 
-/// The delivery the attempt's end carries, if any, then the lease-guarded update, whose row count
-/// decides. The delivery is recorded even when the lease was lost: it happened.
-fn with_delivery(update: OwnedQuery, id: JobId, end: AttemptEnd<'_>) -> Vec<OwnedQuery> {
-    end.delivery
-        .map(|d| insert_delivery(id, d))
-        .into_iter()
-        .chain([update])
-        .collect()
-}
-
 /// Rows deleted per maintenance statement, so that no purge holds the write lock for long.
 const PURGE_SLICE: u64 = 5000;
 
@@ -522,6 +543,7 @@ impl Maintenance {
             let op = Op::Statement(Statement::Execute {
                 queries: statements(),
                 reply,
+                ends_job: false,
             });
             self.tx.send(op).await.map_err(|_| stopped())?;
             if answer.await.map_err(|_| stopped())?? < PURGE_SLICE {

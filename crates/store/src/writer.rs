@@ -1,23 +1,34 @@
-//! Group commit. Every write goes through one task that takes all operations waiting at that moment
-//! and runs them in one transaction, so one fsync makes a whole batch durable: webhooks from ingest as
-//! well as the workers' claims and updates. A reply is sent only after the commit returned and its WAL
-//! frames were fsynced (see `wal_sync`), which is what lets ingest answer 2xx for "committed".
+//! Group commit. Every write goes through one task, on a thread of its own, that takes all the
+//! operations waiting at that moment and runs them in one transaction, so one fsync makes a whole batch
+//! durable: webhooks from ingest as well as the workers' claims and updates. A reply is sent only after
+//! the commit returned and its WAL frames were fsynced (see `wal_sync`), which is what lets ingest
+//! answer 2xx for "committed".
+//!
+//! Each query is a round trip to the connection's thread (sqlx runs a SQLite connection on a thread of
+//! its own), and on a small machine a round trip costs more than most statements. So a batch runs as few
+//! queries as it can: all of its webhooks in one query (a multi-row upsert of their dedup keys, then a
+//! multi-row insert of the jobs that got their key), `BEGIN` sent with the batch's first query and
+//! `COMMIT` with its last. A batch of webhooks alone is one round trip. This relies on sqlx's SQLite
+//! driver running every statement of a query string in order, binding each statement's parameters in
+//! turn (`Cargo.lock` pins the driver; the store's tests would catch a change).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiops_model::{Clock, EnqueueOutcome, JobId, NewJob, StoreError};
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{AssertSqlSafe, Either, Execute, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sqlite::{db_error, millis};
 use crate::wal_sync::WalSync;
 
-/// The backlog count is read from the database at most this often; in between, the writer adds the
-/// jobs it created itself. Workers only shrink the backlog, so the estimate errs on the safe side.
-const BACKLOG_REFRESH: Duration = Duration::from_millis(500);
+/// The backlog count is read from the database this often. In between, the writer keeps it exact: it
+/// adds the jobs it creates and subtracts the jobs that end (done or dead). Counting reads every
+/// queued job's index entry, which stalls the writer for milliseconds when the queue is long.
+const BACKLOG_REFRESH: Duration = Duration::from_secs(60);
 
 pub(crate) type EnqueueReply = Result<Vec<EnqueueOutcome>, StoreError>;
 /// A statement whose parameters are all owned, so it can be handed to the writer task.
@@ -39,6 +50,8 @@ pub(crate) enum Statement {
     Execute {
         queries: Vec<OwnedQuery>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
+        /// A row changed by the last query is a job that ended (done or dead) and left the backlog.
+        ends_job: bool,
     },
     /// Answers the first row, for `UPDATE … RETURNING`.
     FetchOptional {
@@ -67,7 +80,8 @@ impl Answered {
 }
 
 pub(crate) struct Writer {
-    pub pool: SqlitePool,
+    /// The only connection that writes; it runs every batch.
+    pub conn: SqliteConnection,
     pub rx: mpsc::Receiver<Op>,
     pub clock: Arc<dyn Clock>,
     pub dedup_ttl_ms: i64,
@@ -106,17 +120,16 @@ impl Writer {
             }
         }
         let size = requests.len() + statements.len();
-        let (outcomes, answered) = match self.write(&requests, statements).await {
+        let (outcomes, answered, ended) = match self.write(&requests, statements).await {
             Ok(done) => done,
-            Err((e, statements)) => {
+            Err(e) => {
                 tracing::error!(error = %e, batch = size, "write transaction failed");
-                // The transaction rolled back: nothing of this batch was written.
+                // The transaction rolled back: nothing of this batch was written. The statements' reply
+                // channels were dropped with them, which tells each requester the store failed.
                 self.backlog = None;
                 for reply in enqueue_replies {
                     let _ = reply.send(Err(db_error(&e)));
                 }
-                // Dropping the statements' reply channels tells each requester the store failed.
-                drop(statements);
                 return;
             }
         };
@@ -127,7 +140,7 @@ impl Writer {
             .filter(|o| matches!(o, EnqueueOutcome::Created(_)))
             .count();
         if let Some((count, _)) = &mut self.backlog {
-            *count += created as u64;
+            *count = (*count + created as u64).saturating_sub(ended);
         }
         // The commit returned before its fsync; the answers go out once the WAL is on disk.
         self.wal.after_sync(Box::new(move |synced| match synced {
@@ -147,17 +160,17 @@ impl Writer {
         }));
     }
 
-    /// Runs the batch in one transaction: the enqueues with a few multi-row statements (each statement
-    /// is a round trip to SQLite's thread), then the other statements in order. A request that would
-    /// overflow the queue gets `QueueFull` and writes nothing; the others go on.
+    /// Runs the batch in one transaction: the enqueues first, then the other statements in order. A
+    /// request that would overflow the queue gets `QueueFull` and writes nothing; the others go on. On
+    /// an error the transaction is rolled back and the whole batch fails.
     async fn write(
         &mut self,
         requests: &[Vec<NewJob>],
         statements: Vec<Statement>,
-    ) -> Result<(Vec<EnqueueReply>, Vec<Answered>), (sqlx::Error, Vec<Statement>)> {
+    ) -> Result<(Vec<EnqueueReply>, Vec<Answered>, u64), sqlx::Error> {
         let mut backlog = match requests.is_empty() {
             true => 0,
-            false => self.backlog().await.map_err(|e| (e, Vec::new()))?,
+            false => self.backlog().await?,
         };
         let mut admitted = Vec::with_capacity(requests.len());
         for jobs in requests {
@@ -174,29 +187,20 @@ impl Writer {
             .flat_map(|(jobs, _)| jobs)
             .collect();
         let now = millis(self.clock.now());
-        let mut tx = self.pool.begin().await.map_err(|e| (e, Vec::new()))?;
-        let duplicates = match self.insert(&mut tx, &jobs, now).await {
-            Ok(duplicates) => duplicates,
-            Err(e) => return Err((e, statements)),
+        let enqueue = Enqueue::plan(&jobs);
+        let queries = enqueue.queries(now, now - self.dedup_ttl_ms)?;
+        let total = queries.len() + statements.iter().map(Statement::len).sum::<usize>();
+        let mut steps = Steps {
+            conn: &mut self.conn,
+            done: 0,
+            total,
         };
-        let mut answered = Vec::with_capacity(statements.len());
-        let mut pending = statements.into_iter();
-        while let Some(statement) = pending.next() {
-            let result = match statement {
-                Statement::Execute { queries, reply } => execute_all(&mut tx, queries)
-                    .await
-                    .map(|rows| Answered::Rows(rows, reply)),
-                Statement::FetchOptional { query, reply } => query
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map(|row| Answered::Row(row, reply)),
-            };
-            match result {
-                Ok(a) => answered.push(a),
-                Err(e) => return Err((e, pending.collect())),
-            }
+        let result = steps.run_batch(enqueue, queries, statements).await;
+        if result.is_err() && steps.done > 0 {
+            // An error here only means no transaction was left open.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
         }
-        tx.commit().await.map_err(|e| (e, Vec::new()))?;
+        let (duplicates, answered, ended) = result?;
         let outcomes = requests
             .iter()
             .zip(admitted)
@@ -211,26 +215,7 @@ impl Writer {
                     .collect()),
             })
             .collect();
-        Ok((outcomes, answered))
-    }
-
-    /// Inserts the jobs that are not duplicates; returns the duplicates with the ids they duplicate.
-    async fn insert(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        jobs: &[&NewJob],
-        now: i64,
-    ) -> Result<HashMap<JobId, JobId>, sqlx::Error> {
-        let duplicates = claim_dedup_keys(tx, jobs, now, now - self.dedup_ttl_ms).await?;
-        let created: Vec<&NewJob> = jobs
-            .iter()
-            .copied()
-            .filter(|j| !duplicates.contains_key(&j.id))
-            .collect();
-        for chunk in created.chunks(ROWS_PER_STATEMENT) {
-            insert_jobs(tx, chunk, now).await?;
-        }
-        Ok(duplicates)
+        Ok((outcomes, answered, ended))
     }
 
     /// Jobs queued or running, as of the last refresh plus what this writer created since.
@@ -244,7 +229,7 @@ impl Writer {
             "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued')
                   + (SELECT COUNT(*) FROM jobs WHERE state = 'running')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut self.conn)
         .await?;
         let count = u64::try_from(count).unwrap_or_default();
         self.backlog = Some((count, Instant::now()));
@@ -252,126 +237,255 @@ impl Writer {
     }
 }
 
-/// Runs the statements in order; answers the rows affected by the last.
-async fn execute_all(
-    tx: &mut Transaction<'_, Sqlite>,
-    queries: Vec<OwnedQuery>,
-) -> Result<u64, sqlx::Error> {
-    let mut last = 0;
-    for query in queries {
-        last = query.execute(&mut **tx).await?.rows_affected();
+impl Statement {
+    /// How many queries it runs.
+    fn len(&self) -> usize {
+        match self {
+            Self::Execute { queries, .. } => queries.len(),
+            Self::FetchOptional { .. } => 1,
+        }
     }
-    Ok(last)
 }
 
-/// Rows per multi-row statement; with at most 10 parameters a row this stays far below SQLite's limit of
-/// 32,766 parameters.
+/// The queries of one batch, run in order in one transaction: `BEGIN` goes with the first and `COMMIT`
+/// with the last, so neither costs a round trip of its own.
+struct Steps<'c> {
+    conn: &'c mut SqliteConnection,
+    /// Queries sent so far.
+    done: usize,
+    total: usize,
+}
+
+/// What one query produced.
+struct StepOutput {
+    rows: Vec<SqliteRow>,
+    /// Rows changed by the query's last statement.
+    rows_affected: u64,
+}
+
+impl Steps<'_> {
+    async fn run_batch(
+        &mut self,
+        enqueue: Enqueue<'_>,
+        queries: Vec<OwnedQuery>,
+        statements: Vec<Statement>,
+    ) -> Result<(HashMap<JobId, JobId>, Vec<Answered>, u64), sqlx::Error> {
+        let mut inserted = 0;
+        for query in queries {
+            inserted += self.run(query).await?.rows_affected;
+        }
+        // Every job that was not inserted is a duplicate; only then ask which jobs hold their keys.
+        let duplicates = match inserted < enqueue.jobs.len() as u64 {
+            true => enqueue.duplicates(&self.holders(&enqueue).await?),
+            false => enqueue.duplicates(&HashMap::new()),
+        };
+        let mut answered = Vec::with_capacity(statements.len());
+        let mut ended = 0;
+        for statement in statements {
+            answered.push(match statement {
+                Statement::Execute {
+                    queries,
+                    reply,
+                    ends_job,
+                } => {
+                    let mut last = 0;
+                    for query in queries {
+                        last = self.run(query).await?.rows_affected;
+                    }
+                    ended += u64::from(ends_job && last > 0);
+                    Answered::Rows(last, reply)
+                }
+                Statement::FetchOptional { query, reply } => {
+                    let row = self.run(query).await?.rows.into_iter().next();
+                    Answered::Row(row, reply)
+                }
+            });
+        }
+        Ok((duplicates, answered, ended))
+    }
+
+    /// The job that holds each dedup key of the batch's jobs.
+    async fn holders(
+        &mut self,
+        enqueue: &Enqueue<'_>,
+    ) -> Result<HashMap<String, JobId>, sqlx::Error> {
+        let keys: Vec<&str> = enqueue
+            .jobs
+            .iter()
+            .filter_map(|j| j.dedup_key.as_deref())
+            .collect();
+        let mut holders = HashMap::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let mut select =
+                QueryBuilder::<Sqlite>::new("SELECT key, job_id FROM dedup WHERE key IN (");
+            let mut separated = select.separated(", ");
+            for key in chunk {
+                separated.push_bind((*key).to_owned());
+            }
+            select.push(")");
+            for row in select.build().fetch_all(&mut *self.conn).await? {
+                let holder: String = row.try_get(1)?;
+                let holder = holder
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                holders.insert(row.try_get(0)?, holder);
+            }
+        }
+        Ok(holders)
+    }
+
+    /// Runs one query of the batch, with `BEGIN` before it if it is the first and `COMMIT` after it if
+    /// it is the last.
+    async fn run(&mut self, mut query: OwnedQuery) -> Result<StepOutput, sqlx::Error> {
+        let begin = self.done == 0;
+        self.done += 1;
+        let commit = self.done == self.total;
+        if begin || commit {
+            let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+            let sql = format!(
+                "{}{}{}",
+                if begin { "BEGIN IMMEDIATE;\n" } else { "" },
+                query.sql().as_str(),
+                if commit { ";\nCOMMIT" } else { "" }
+            );
+            query = sqlx::query_with(AssertSqlSafe(sql), arguments.unwrap_or_default());
+        }
+        let mut results = (&mut *self.conn).fetch_many(query);
+        let mut rows = Vec::new();
+        let mut affected = Vec::new();
+        while let Some(result) = results.try_next().await? {
+            match result {
+                Either::Left(done) => affected.push(done.rows_affected()),
+                Either::Right(row) => rows.push(row),
+            }
+        }
+        // One result per statement; `BEGIN` and `COMMIT` report stale counts, so skip theirs.
+        let own = &affected[usize::from(begin).min(affected.len())..];
+        let own = &own[..own.len().saturating_sub(usize::from(commit))];
+        Ok(StepOutput {
+            rows,
+            rows_affected: own.last().copied().unwrap_or_default(),
+        })
+    }
+}
+
+/// A built query as one that owns its SQL and arguments, so it can outlive its builder.
+fn owned(
+    mut query: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
+) -> Result<OwnedQuery, sqlx::Error> {
+    let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+    Ok(sqlx::query_with(query.sql(), arguments.unwrap_or_default()))
+}
+
+/// Rows per multi-row statement; with at most 14 parameters a row this stays far below SQLite's limit
+/// of 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Takes the dedup key of every job that has one. Returns, for each job that is a duplicate, the id of
-/// the job that holds its key: a job received within the TTL, or an earlier job of this same batch.
-async fn claim_dedup_keys(
-    tx: &mut Transaction<'_, Sqlite>,
-    jobs: &[&NewJob],
-    now: i64,
-    cutoff: i64,
-) -> Result<HashMap<JobId, JobId>, sqlx::Error> {
-    let mut duplicates = HashMap::new();
-    let mut first_with_key: HashMap<&str, JobId> = HashMap::new();
-    let mut candidates: Vec<(&str, JobId)> = Vec::new();
-    for job in jobs {
-        let Some(key) = job.dedup_key.as_deref() else {
-            continue;
-        };
-        match first_with_key.get(key) {
-            Some(first) => {
-                duplicates.insert(job.id, *first);
-            }
-            None => {
-                first_with_key.insert(key, job.id);
-                candidates.push((key, job.id));
-            }
-        }
-    }
-    let mut claimed: HashSet<String> = HashSet::new();
-    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
-        // The unique key makes this race-free: of concurrent equal payloads one inserts (or replaces
-        // an expired row), and for the others the WHERE clause turns the conflict into no row.
-        let mut insert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO dedup (key, job_id, received_at) ");
-        insert.push_values(chunk, |mut row, (key, id)| {
-            row.push_bind((*key).to_owned())
-                .push_bind(id.to_string())
-                .push_bind(now);
-        });
-        insert.push(
-            " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, received_at = excluded.received_at \
-             WHERE dedup.received_at < ",
-        );
-        insert.push_bind(cutoff).push(" RETURNING key");
-        for row in insert.build().fetch_all(&mut **tx).await? {
-            claimed.insert(row.try_get(0)?);
-        }
-    }
-    let taken: Vec<&str> = candidates
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| !claimed.contains(*k))
-        .collect();
-    let mut holders: HashMap<String, JobId> = HashMap::new();
-    for chunk in taken.chunks(ROWS_PER_STATEMENT) {
-        let mut select =
-            QueryBuilder::<Sqlite>::new("SELECT key, job_id FROM dedup WHERE key IN (");
-        let mut keys = select.separated(", ");
-        for key in chunk {
-            keys.push_bind((*key).to_owned());
-        }
-        select.push(")");
-        for row in select.build().fetch_all(&mut **tx).await? {
-            let holder: String = row.try_get(1)?;
-            let holder: JobId = holder
-                .parse()
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            holders.insert(row.try_get(0)?, holder);
-        }
-    }
-    for (key, id) in candidates {
-        if let Some(holder) = holders.get(key) {
-            duplicates.insert(id, *holder);
-        }
-    }
-    // A later job of the batch with the key of a duplicate is a duplicate of the same holder.
-    for job in jobs {
-        if let Some(first) = duplicates.get(&job.id).copied()
-            && let Some(holder) = duplicates.get(&first).copied()
-        {
-            duplicates.insert(job.id, holder);
-        }
-    }
-    Ok(duplicates)
+/// The webhooks of a batch: which jobs to insert, and which dedup keys they claim.
+struct Enqueue<'a> {
+    /// Jobs to insert, unless the dedup key they claim turns out to be held by another job.
+    jobs: Vec<&'a NewJob>,
+    /// Jobs whose key an earlier job of the same batch claims, with that job's id.
+    same_batch: Vec<(JobId, JobId)>,
 }
 
-async fn insert_jobs(
-    tx: &mut Transaction<'_, Sqlite>,
-    jobs: &[&NewJob],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload, next_attempt_at, \
-         created_at, updated_at) ",
-    );
-    insert.push_values(jobs, |mut row, job| {
-        row.push_bind(job.id.to_string())
-            .push_bind(job.source.as_str())
-            .push_bind("queued")
-            .push_bind(job.group_key.clone())
-            .push_bind(job.status.as_str())
-            .push_bind(job.alertname.clone())
-            .push_bind(job.payload.clone())
-            .push_bind(now)
-            .push_bind(now)
-            .push_bind(now);
-    });
-    insert.build().execute(&mut **tx).await?;
-    Ok(())
+impl<'a> Enqueue<'a> {
+    fn plan(jobs: &[&'a NewJob]) -> Self {
+        let mut first_with_key: HashMap<&str, JobId> = HashMap::new();
+        let mut plan = Self {
+            jobs: Vec::with_capacity(jobs.len()),
+            same_batch: Vec::new(),
+        };
+        for job in jobs {
+            match job.dedup_key.as_deref() {
+                Some(key) => match first_with_key.get(key) {
+                    Some(first) => plan.same_batch.push((job.id, *first)),
+                    None => {
+                        first_with_key.insert(key, job.id);
+                        plan.jobs.push(job);
+                    }
+                },
+                None => plan.jobs.push(job),
+            }
+        }
+        plan
+    }
+
+    /// One query (two statements) per chunk of jobs. The first claims each job's dedup key: the unique
+    /// key makes this race-free, a new key or one older than the TTL (`cutoff`) goes to the job, and a
+    /// key that is still held keeps its job. The second inserts the jobs that hold their key (and those
+    /// without one); the rows it inserts are the query's count.
+    fn queries(&self, now: i64, cutoff: i64) -> Result<Vec<OwnedQuery>, sqlx::Error> {
+        self.jobs
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| {
+                let mut query = QueryBuilder::<Sqlite>::new("");
+                let keyed: Vec<(&str, JobId)> = chunk
+                    .iter()
+                    .filter_map(|j| Some((j.dedup_key.as_deref()?, j.id)))
+                    .collect();
+                if !keyed.is_empty() {
+                    query.push("INSERT INTO dedup (key, job_id, received_at) ");
+                    query.push_values(&keyed, |mut row, (key, id)| {
+                        row.push_bind((*key).to_owned())
+                            .push_bind(id.to_string())
+                            .push_bind(now);
+                    });
+                    query.push(
+                        " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, \
+                         received_at = excluded.received_at WHERE dedup.received_at < ",
+                    );
+                    query.push_bind(cutoff).push(";\n");
+                }
+                query.push(
+                    "WITH incoming (id, source, group_key, status, alertname, payload, dedup_key) AS (",
+                );
+                query.push_values(chunk, |mut row, job| {
+                    row.push_bind(job.id.to_string())
+                        .push_bind(job.source.as_str())
+                        .push_bind(job.group_key.clone())
+                        .push_bind(job.status.as_str())
+                        .push_bind(job.alertname.clone())
+                        .push_bind(job.payload.clone())
+                        .push_bind(job.dedup_key.clone());
+                });
+                query.push(
+                    ") INSERT INTO jobs (id, source, state, group_key, status, alertname, payload, \
+                     next_attempt_at, created_at, updated_at) \
+                     SELECT id, source, 'queued', group_key, status, alertname, payload, ",
+                );
+                query
+                    .push_bind(now)
+                    .push(", ")
+                    .push_bind(now)
+                    .push(", ")
+                    .push_bind(now)
+                    .push(
+                        " FROM incoming WHERE dedup_key IS NULL OR EXISTS \
+                         (SELECT 1 FROM dedup WHERE dedup.key = incoming.dedup_key AND dedup.job_id = incoming.id)",
+                    );
+                owned(query.build())
+            })
+            .collect()
+    }
+
+    /// The jobs that were not inserted, each with the id of the job that holds its key. `holders` is
+    /// empty when every job was inserted.
+    fn duplicates(&self, holders: &HashMap<String, JobId>) -> HashMap<JobId, JobId> {
+        let mut duplicates = HashMap::new();
+        for job in &self.jobs {
+            let Some(key) = job.dedup_key.as_deref() else {
+                continue;
+            };
+            if let Some(holder) = holders.get(key).filter(|h| **h != job.id) {
+                duplicates.insert(job.id, *holder);
+            }
+        }
+        // A later job of the batch with an earlier one's key duplicates whatever that one duplicates.
+        for (id, first) in &self.same_batch {
+            let holder = duplicates.get(first).copied().unwrap_or(*first);
+            duplicates.insert(*id, holder);
+        }
+        duplicates
+    }
 }

@@ -185,6 +185,64 @@ async fn a_full_queue_refuses_the_whole_request_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_full_queue_makes_room_as_soon_as_jobs_end() {
+    let h = harness(StoreConfig {
+        max_queued: 2,
+        ..StoreConfig::default()
+    })
+    .await;
+    h.store
+        .enqueue(vec![job("1"), job("2")])
+        .await
+        .expect("two fit");
+    let full =
+        |r: Result<Vec<EnqueueOutcome>, StoreError>| matches!(r, Err(StoreError::QueueFull(_)));
+    assert!(
+        full(h.store.enqueue(vec![job("3")]).await),
+        "the queue is full"
+    );
+
+    // A running job, a retry and a released job still count.
+    let first = h.claim("w1").await;
+    assert!(
+        full(h.store.enqueue(vec![job("3")]).await),
+        "running still counts"
+    );
+    let retry_at = h.clock.now() + time::Duration::seconds(5);
+    h.store
+        .fail(first.id, "w1", "boom", end(), Some(retry_at))
+        .await
+        .expect("fail");
+    let second = h.claim("w1").await;
+    h.store.release(second.id, "w1").await.expect("release");
+    assert!(
+        full(h.store.enqueue(vec![job("3")]).await),
+        "retries and releases still count"
+    );
+
+    // A job that ends done, and one that ends dead, each make room at once.
+    let second = h.claim("w1").await;
+    h.store
+        .complete(second.id, "w1", end())
+        .await
+        .expect("complete");
+    h.store
+        .enqueue(vec![job("3")])
+        .await
+        .expect("room after done");
+    let next = h.claim("w1").await;
+    h.store
+        .fail(next.id, "w1", "boom again", end(), None)
+        .await
+        .expect("dead");
+    h.store
+        .enqueue(vec![job("4")])
+        .await
+        .expect("room after dead");
+    assert!(full(h.store.enqueue(vec![job("5")]).await), "full again");
+}
+
+#[tokio::test]
 async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
     let h = harness(StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
