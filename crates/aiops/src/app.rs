@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_context::AlertContext;
+use aiops_context::Gatherer;
 use aiops_ingest::AppState;
 use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, SystemClock};
 use aiops_notify::{FileNotifier, StdoutNotifier, WebhookNotifier};
@@ -16,7 +16,7 @@ use crate::config::Config;
 
 /// Builds the pipeline's stages from the configuration.
 pub fn stages(config: &Config) -> anyhow::Result<Stages> {
-    let (context, analyzer) = analysis(config);
+    let (context, analyzer) = analysis(config)?;
     Ok(Stages {
         context,
         analyzer,
@@ -25,16 +25,24 @@ pub fn stages(config: &Config) -> anyhow::Result<Stages> {
 }
 
 /// The stages that produce an analysis: context and rca.
-pub fn analysis(config: &Config) -> (Arc<dyn ContextSource>, Arc<dyn Analyzer>) {
-    if !config.prometheus.url.is_empty() || !config.loki.url.is_empty() {
-        tracing::warn!(
-            "prometheus.url and loki.url are not queried yet; evidence comes from the alerts only"
+pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<dyn Analyzer>)> {
+    if config.prometheus.url.is_empty() && config.loki.url.is_empty() {
+        tracing::info!(
+            "prometheus.url and loki.url are empty: evidence comes from the alerts themselves only"
         );
     }
     if config.llm.is_enabled() {
         tracing::warn!("the LLM analyzer is not available yet; the rule-based analyzer answers");
     }
-    (Arc::new(AlertContext), Arc::new(RulesAnalyzer))
+    let context = Gatherer::new(
+        &config.context,
+        &config.prometheus,
+        &config.loki,
+        Arc::new(SystemClock),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("invalid context configuration")?;
+    Ok((Arc::new(context), Arc::new(RulesAnalyzer)))
 }
 
 /// The configured sinks, in delivery order.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use aiops_context::{LokiConfig, PrometheusConfig};
+use aiops_context::{ContextConfig, LokiConfig, PrometheusConfig};
 use aiops_ingest::ServerConfig;
 use aiops_notify::{NotifyConfig, SlackConfig, WebhookConfig};
 use aiops_rca::LlmConfig;
@@ -24,6 +24,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub worker: WorkerConfig,
+    #[serde(default)]
+    pub context: ContextConfig,
     #[serde(default)]
     pub prometheus: PrometheusConfig,
     #[serde(default)]
@@ -108,6 +110,7 @@ impl Config {
         check(self.server.resolve())?;
         check(self.store.validate())?;
         check(self.worker.validate())?;
+        check(self.context.validate())?;
         self.llm.api_key = non_empty(self.llm.api_key.take());
         check(resolve_file(
             "llm.api_key",

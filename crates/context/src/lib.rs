@@ -1,34 +1,36 @@
 //! Evidence gathering for aiops: what an analysis gets to see about an alert group.
 //!
 //! # Layout
-//! - [`PrometheusConfig`], [`LokiConfig`]: the `[prometheus]` and `[loki]` sections.
-//! - [`AlertContext`]: evidence read from the alerts themselves (rule expression, labels, annotations).
-//!
-//! This is the first stage implementation: it performs no queries yet. Querying Prometheus and Loki
-//! around the firing time lands with the context-gathering issue and adds to the same [`Context`].
+//! - [`config`]: the `[context]`, `[prometheus]` and `[loki]` sections.
+//! - [`Gatherer`] (`gather`): plans queries from the alerts, runs them concurrently under a deadline,
+//!   and compresses, redacts and budgets the result. A source that fails leaves a `SourceFailure`.
+//! - [`promql`]: reading a rule expression (signal, threshold, selectors); [`templates`]: USE/RED
+//!   query templates; [`escape`]: label values as PromQL/LogQL literals that cannot inject.
+//! - `prom`, `loki`: the Prometheus (prometheus-http-query) and Loki (reqwest) clients.
+//! - [`series`], [`logs`], [`drain`]: compression of series (statistics, anomaly rank) and of log
+//!   lines (Drain templates); [`redact`]: secrets out; [`budget`]: the token budget.
+//! - [`AlertContext`]: evidence read from the alerts alone, for when no source is configured.
 #![forbid(unsafe_code)]
+
+pub mod budget;
+pub mod config;
+pub mod drain;
+pub mod escape;
+mod gather;
+pub mod logs;
+mod loki;
+mod prom;
+pub mod promql;
+pub mod redact;
+pub mod series;
+pub mod templates;
+
+pub use config::{ContextConfig, LokiConfig, PrometheusConfig};
+pub use gather::Gatherer;
+pub use loki::LogLine;
 
 use aiops_model::{Context, ContextSource, Evidence, EvidenceSource, StageError, WebhookPayload};
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-/// The `[prometheus]` section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrometheusConfig {
-    /// Base URL of the Prometheus HTTP API, e.g. `http://127.0.0.1:9090`. Empty: no metric evidence.
-    #[serde(default)]
-    pub url: String,
-}
-
-/// The `[loki]` section.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LokiConfig {
-    /// Base URL of Loki, e.g. `http://127.0.0.1:3100`. Empty: no log evidence.
-    #[serde(default)]
-    pub url: String,
-}
 
 /// Evidence from the alert group itself: each distinct rule expression, and the group's annotations.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,6 +67,7 @@ pub fn alert_evidence(payload: &WebhookPayload) -> Context {
                 "{firing} of {} alerts in the group are firing",
                 payload.alerts.len()
             ),
+            excerpt: None,
         });
     }
     let described: Vec<String> = ["summary", "description"]
@@ -79,6 +82,7 @@ pub fn alert_evidence(payload: &WebhookPayload) -> Context {
             title: "What the rule says".into(),
             query: None,
             summary: described.join(" "),
+            excerpt: None,
         });
     }
     Context {

@@ -43,6 +43,9 @@ pub struct Evidence {
     pub query: Option<String>,
     /// The compressed, redacted finding.
     pub summary: String,
+    /// A few raw lines behind the finding (log lines, for instance), redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 /// A source or query that could not be read.

@@ -27,7 +27,11 @@ fn every_fixture_parses() {
         // What the history stores: the same JSON without its indentation.
         let text = String::from_utf8(body).expect("UTF-8");
         let compact = compact_json(&text);
-        assert!(compact.len() < text.len(), "{}: the fixture is indented", path.display());
+        assert!(
+            compact.len() < text.len(),
+            "{}: the fixture is indented",
+            path.display()
+        );
         let same = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("JSON");
         assert_eq!(same(&compact), same(&text), "{}", path.display());
         count += 1;

@@ -1,0 +1,781 @@
+//! The context stage: plans queries from the alert group, runs them concurrently under a deadline,
+//! compresses what comes back into ranked evidence, redacts it and fits it into the token budget.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_model::{
+    Clock, Context, ContextSource, Evidence, EvidenceSource, SourceFailure, StageError,
+    WebhookPayload,
+};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::alert_evidence;
+use crate::budget::fit;
+use crate::config::{ContextConfig, LokiConfig, PrometheusConfig};
+use crate::escape::{matcher, quote};
+use crate::logs::{mine, truncate};
+use crate::loki::{Direction, LogLine, Loki};
+use crate::prom::Prometheus;
+use crate::promql::{Rule, read_rule};
+use crate::redact::Redactor;
+use crate::series::{INCIDENT_LEAD, Series, Threshold, summarize};
+use crate::templates::{Template, load};
+
+/// Alert labels that describe the alert rather than where it comes from; every other alert label
+/// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.
+const DESCRIPTIVE: &[&str] = &["alertname", "severity", "alertstate", "team", "priority"];
+/// Alert labels whose other alerts are neighbours.
+const NEIGHBOURS: &[&str] = &["instance", "job", "namespace", "service"];
+/// Loki workload labels, most specific first.
+const WORKLOAD: &[&str] = &["pod", "container", "service", "app", "job", "instance"];
+/// Lines that look like errors, where Loki has no level label.
+const ERROR_LINES: &str = "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed? ?out|refused|denied|oom|killed|unavailable)";
+/// Loki level values that mean trouble.
+const ERROR_LEVELS: &str = "(?i)(error|err|fatal|critical|crit|panic|emerg|alert)";
+/// Log templates kept.
+const LOG_TEMPLATES: usize = 8;
+
+/// The context stage backed by Prometheus and Loki (either may be absent).
+#[derive(Debug)]
+pub struct Gatherer {
+    config: ContextConfig,
+    loki_config: LokiConfig,
+    prometheus: Option<Prometheus>,
+    loki: Option<Loki>,
+    templates: Vec<Template>,
+    redactor: Redactor,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one query is for.
+#[derive(Debug, Clone)]
+enum Purpose {
+    Rule { threshold: Option<Threshold> },
+    Component,
+    Template,
+    Up,
+    Alerts,
+    LogErrors,
+    LogRecent,
+}
+
+#[derive(Debug, Clone)]
+struct Query {
+    id: String,
+    title: String,
+    text: String,
+    purpose: Purpose,
+}
+
+enum Answer {
+    Series(Vec<Series>),
+    Lines(Vec<LogLine>),
+}
+
+/// What the queries produced so far: evidence with its rank score, and failures.
+#[derive(Debug, Default)]
+struct Collected {
+    evidence: Vec<(f64, Evidence)>,
+    failures: Vec<SourceFailure>,
+}
+
+/// Evidence read from the alerts themselves (the rule text, the annotations) ranks below the rule's
+/// graph and correlated alerts, which carry the anomaly, and above everything else.
+const ALERT_EVIDENCE_SCORE: f64 = 5e6;
+
+type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Result<Answer, String>)> + Send + 'a>>;
+
+/// The time window of one group, in Unix seconds.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: i64,
+    /// When the alert started.
+    alert: i64,
+    end: i64,
+    step: f64,
+}
+
+impl Gatherer {
+    /// Builds the stage; fails on a configuration that cannot work (bad URL, template or regex).
+    pub fn new(
+        config: &ContextConfig,
+        prometheus: &PrometheusConfig,
+        loki: &LokiConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let cache = Duration::from_secs(config.metadata_cache_secs);
+        let prometheus = match prometheus.url.is_empty() {
+            true => None,
+            false => Some(Prometheus::new(
+                &prometheus.url,
+                Duration::from_secs(prometheus.timeout_secs.max(1)),
+                cache,
+            )?),
+        };
+        let loki_client = match loki.url.is_empty() {
+            true => None,
+            false => Some(Loki::new(
+                &loki.url,
+                &loki.tenant,
+                Duration::from_secs(loki.timeout_secs.max(1)),
+                cache,
+            )?),
+        };
+        Ok(Self {
+            config: config.clone(),
+            loki_config: loki.clone(),
+            prometheus,
+            loki: loki_client,
+            templates: load(&config.templates_file)?,
+            redactor: Redactor::new(&config.redact).map_err(|e| format!("context.redact: {e}"))?,
+            clock,
+        })
+    }
+
+    fn window(&self, payload: &WebhookPayload) -> Window {
+        let now = self.clock.now().unix_timestamp();
+        let alert = payload
+            .started_at()
+            .map_or(now, |t| t.unix_timestamp())
+            .min(now);
+        let start = alert - i64::try_from(self.config.before_secs).unwrap_or(i64::MAX / 4);
+        let end = (alert + i64::try_from(self.config.after_secs).unwrap_or(0))
+            .min(now)
+            .max(start + 60);
+        let step = ((end - start) as f64 / f64::from(self.config.max_points))
+            .ceil()
+            .max(1.0);
+        Window {
+            start,
+            alert,
+            end,
+            step,
+        }
+    }
+}
+
+#[async_trait]
+impl ContextSource for Gatherer {
+    async fn gather(&self, payload: &WebhookPayload) -> Result<Context, StageError> {
+        let deadline = Duration::from_secs(self.config.deadline_secs);
+        let mut context = alert_evidence(payload);
+        let window = self.window(payload);
+        context.window_start = time::OffsetDateTime::from_unix_timestamp(window.start).ok();
+        context.window_end = time::OffsetDateTime::from_unix_timestamp(window.end).ok();
+        let mut collected = Collected::default();
+        let gathered =
+            tokio::time::timeout(deadline, self.run(payload, window, &mut collected)).await;
+        if gathered.is_err() {
+            collected.failures.push(SourceFailure {
+                source: EvidenceSource::Alert,
+                query: None,
+                error: format!(
+                    "the context plan ran past its deadline of {}s; evidence gathered until then is kept",
+                    deadline.as_secs()
+                ),
+            });
+        }
+        self.finish(&mut context, collected);
+        Ok(context)
+    }
+}
+
+/// Per alert label, its distinct values across the group.
+fn label_values(payload: &WebhookPayload) -> BTreeMap<String, Vec<String>> {
+    let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for alert in &payload.alerts {
+        for (k, v) in &alert.labels {
+            let entry = values.entry(k.clone()).or_default();
+            if !v.is_empty() && !entry.contains(v) {
+                entry.push(v.clone());
+            }
+        }
+    }
+    values.retain(|_, v| !v.is_empty());
+    values
+}
+
+fn values_of<'a>(labels: &'a BTreeMap<String, Vec<String>>, name: &str) -> Vec<&'a str> {
+    labels
+        .get(name)
+        .map(|v| v.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+impl Gatherer {
+    /// Plans and runs everything, adding evidence and failures to `collected` as answers arrive, so
+    /// that what finished before the deadline is kept.
+    async fn run(&self, payload: &WebhookPayload, window: Window, context: &mut Collected) {
+        let labels = label_values(payload);
+        let rules: Vec<(String, Result<Rule, String>)> = {
+            let mut exprs: Vec<String> = payload
+                .alerts
+                .iter()
+                .filter_map(|a| a.rule_expr())
+                .collect();
+            exprs.sort_unstable();
+            exprs.dedup();
+            exprs
+                .into_iter()
+                .map(|e| (e.clone(), read_rule(&e)))
+                .collect()
+        };
+        for (expr, rule) in &rules {
+            if let Err(e) = rule {
+                context.failures.push(SourceFailure {
+                    source: EvidenceSource::Prometheus,
+                    query: Some(expr.clone()),
+                    error: format!("the rule expression does not parse: {e}"),
+                });
+            }
+        }
+        let rules: Vec<Rule> = rules.into_iter().filter_map(|(_, r)| r.ok()).collect();
+        let mut queries: Vec<Query> = Vec::new();
+        // The rule's own expressions need no lookup: start them at once, alongside the lookups.
+        for (i, rule) in rules.iter().enumerate() {
+            queries.push(Query {
+                id: format!("expr-{}", i + 1),
+                title: match rule.threshold {
+                    Some(_) => "The rule's expression, without its threshold".into(),
+                    None => "The rule's expression".into(),
+                },
+                text: rule.signal.clone(),
+                purpose: Purpose::Rule {
+                    threshold: rule.threshold,
+                },
+            });
+        }
+        let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
+        let mut started = 0;
+        if self.prometheus.is_some() {
+            for (i, q) in queries.iter().enumerate() {
+                pending.push(self.execute(i, q.clone(), window));
+            }
+            started = queries.len();
+        }
+        let (prom_plan, loki_plan) = tokio::join!(
+            self.plan_prometheus(&rules, &labels, window),
+            self.plan_loki(&labels, window)
+        );
+        for failure in [prom_plan.1, loki_plan.1].into_iter().flatten() {
+            context.failures.push(failure);
+        }
+        let budget = self.config.max_queries.saturating_sub(queries.len());
+        queries.extend(prom_plan.0.into_iter().chain(loki_plan.0).take(budget));
+        for (i, q) in queries.iter().enumerate().skip(started) {
+            pending.push(self.execute(i, q.clone(), window));
+        }
+        // Collect as they come; a deadline above this stops the loop and keeps what arrived.
+        while let Some((i, answer)) = pending.next().await {
+            self.absorb(&queries[i], answer, window, context);
+        }
+    }
+
+    fn execute(&self, i: usize, q: Query, window: Window) -> Pending<'_> {
+        Box::pin(async move {
+            let answer = match q.purpose {
+                Purpose::LogErrors | Purpose::LogRecent => match &self.loki {
+                    Some(loki) => {
+                        let (end, limit, direction) = match q.purpose {
+                            Purpose::LogRecent => (
+                                window.alert,
+                                self.loki_config.sample_lines,
+                                Direction::Backward,
+                            ),
+                            _ => (window.end, self.loki_config.limit, Direction::Forward),
+                        };
+                        loki.query_range(
+                            &q.text,
+                            window.start * 1_000_000_000,
+                            end * 1_000_000_000,
+                            limit,
+                            direction,
+                        )
+                        .await
+                        .map(Answer::Lines)
+                    }
+                    None => Err("Loki is not configured".into()),
+                },
+                _ => match &self.prometheus {
+                    Some(prom) => prom
+                        .range(&q.text, window.start, window.end, window.step)
+                        .await
+                        .map(Answer::Series),
+                    None => Err("Prometheus is not configured".into()),
+                },
+            };
+            (i, answer)
+        })
+    }
+
+    /// Component, template and neighbour queries; they need to know which metrics and labels exist.
+    async fn plan_prometheus(
+        &self,
+        rules: &[Rule],
+        labels: &BTreeMap<String, Vec<String>>,
+        window: Window,
+    ) -> (Vec<Query>, Option<SourceFailure>) {
+        let Some(prom) = &self.prometheus else {
+            return (Vec::new(), None);
+        };
+        let mut queries = Vec::new();
+        let mut failure = None;
+        // Which metrics the templates need, and which label names the metrics carry: all at once.
+        let applicable: Vec<&Template> = self
+            .templates
+            .iter()
+            .filter(|t| t.labels.iter().all(|l| labels.contains_key(l)))
+            .collect();
+        let mut wanted: Vec<String> = applicable.iter().flat_map(|t| t.metrics.clone()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut described: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.selectors.iter().map(|s| s.metric.clone()))
+            .chain(applicable.iter().map(|t| t.metrics[0].clone()))
+            .collect();
+        described.sort_unstable();
+        described.dedup();
+        let lookups = described
+            .iter()
+            .map(|m| prom.label_names(m, window.start, window.end));
+        let (existing, carried) = tokio::join!(
+            prom.existing(&wanted, window.start, window.end),
+            futures_util::future::join_all(lookups)
+        );
+        let existing = existing.unwrap_or_else(|e| {
+            failure = Some(SourceFailure {
+                source: EvidenceSource::Prometheus,
+                query: None,
+                error: format!("cannot list the metrics that exist: {e}"),
+            });
+            HashSet::new()
+        });
+        let carried: BTreeMap<&str, HashSet<String>> = described
+            .iter()
+            .map(String::as_str)
+            .zip(carried.into_iter().map(Result::unwrap_or_default))
+            .collect();
+
+        // 2. What the expressions are made of, narrowed to the alerts' labels the series carry.
+        let mut seen = HashSet::new();
+        for part in rules.iter().flat_map(|r| &r.selectors) {
+            let Some(names) = carried.get(part.metric.as_str()) else {
+                continue;
+            };
+            if names.is_empty() || part.metric.ends_with("_bucket") || !seen.insert(&part.metric) {
+                // No series in the window: querying would only return nothing.
+                continue;
+            }
+            let mut matchers = part.matchers.clone();
+            for (label, values) in labels {
+                if DESCRIPTIVE.contains(&label.as_str())
+                    || part.constrained.contains(label)
+                    || !names.contains(label)
+                {
+                    continue;
+                }
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                matchers.extend(matcher(label, &values));
+            }
+            let selector = format!("{}{{{}}}", part.metric, matchers.join(", "));
+            let counter = ["_total", "_count", "_sum"]
+                .iter()
+                .any(|s| part.metric.ends_with(s));
+            let (text, title) = match counter {
+                true => (
+                    format!("rate({selector}[5m])"),
+                    format!(
+                        "Per-second rate of {}, for the alerting targets",
+                        part.metric
+                    ),
+                ),
+                false => (
+                    selector,
+                    format!("{}, for the alerting targets", part.metric),
+                ),
+            };
+            queries.push(Query {
+                id: format!("series-{}", queries.len() + 1),
+                title,
+                text,
+                purpose: Purpose::Component,
+            });
+        }
+
+        // 4. Neighbours: the targets' health and the other alerts firing on them.
+        let up: Vec<String> = ["instance", "job"]
+            .iter()
+            .filter_map(|l| matcher(l, &values_of(labels, l)))
+            .collect();
+        if !up.is_empty() {
+            queries.push(Query {
+                id: "up".into(),
+                title: "Target health (up)".into(),
+                text: format!("up{{{}}}", up.join(", ")),
+                purpose: Purpose::Up,
+            });
+        }
+        let alertnames: Vec<&str> = values_of(labels, "alertname");
+        let own = match alertnames.as_slice() {
+            [] => String::new(),
+            names => format!(
+                ", alertname!~{}",
+                quote(
+                    &names
+                        .iter()
+                        .map(|n| regex::escape(n))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                )
+            ),
+        };
+        let related: Vec<String> = NEIGHBOURS
+            .iter()
+            .filter_map(|l| matcher(l, &values_of(labels, l)))
+            .map(|m| format!("ALERTS{{alertstate=\"firing\"{own}, {m}}}"))
+            .collect();
+        if !related.is_empty() {
+            queries.push(Query {
+                id: "alerts".into(),
+                title: "Other alerts firing on the same instance, job, namespace or service".into(),
+                text: related.join(" or "),
+                purpose: Purpose::Alerts,
+            });
+        }
+
+        // 3. Label-driven templates whose metrics exist.
+        for t in applicable {
+            if !t.metrics.iter().all(|m| existing.contains(m)) {
+                continue;
+            }
+            let Some(names) = carried.get(t.metrics[0].as_str()) else {
+                continue;
+            };
+            if let Some(text) = t.render(labels, names) {
+                queries.push(Query {
+                    id: format!("tmpl-{}", queries.len() + 1),
+                    title: t.name.clone(),
+                    text,
+                    purpose: Purpose::Template,
+                });
+            }
+        }
+        (queries, failure)
+    }
+
+    /// Error-like lines over the window and a sample of lines just before the alert.
+    async fn plan_loki(
+        &self,
+        labels: &BTreeMap<String, Vec<String>>,
+        window: Window,
+    ) -> (Vec<Query>, Option<SourceFailure>) {
+        let Some(loki) = &self.loki else {
+            return (Vec::new(), None);
+        };
+        let known = match loki
+            .labels(window.start * 1_000_000_000, window.end * 1_000_000_000)
+            .await
+        {
+            Ok(known) => known,
+            Err(e) => {
+                return (
+                    Vec::new(),
+                    Some(SourceFailure {
+                        source: EvidenceSource::Loki,
+                        query: None,
+                        error: format!("cannot list Loki's labels: {e}"),
+                    }),
+                );
+            }
+        };
+        let Some(selector) = loki_selector(&self.loki_config, labels, &known) else {
+            return (
+                Vec::new(),
+                Some(SourceFailure {
+                    source: EvidenceSource::Loki,
+                    query: None,
+                    error: "no alert label maps to a label Loki has (see loki.labels)".into(),
+                }),
+            );
+        };
+        let level = self
+            .loki_config
+            .level_labels
+            .iter()
+            .find(|l| known.contains(l));
+        let errors = match level {
+            Some(level) => format!(
+                "{{{}, {level}=~{}}}",
+                &selector[1..selector.len() - 1],
+                quote(ERROR_LEVELS)
+            ),
+            None => format!("{selector} |~ {}", quote(ERROR_LINES)),
+        };
+        let queries = vec![
+            Query {
+                id: "logs-errors".into(),
+                title: "Error-like log lines, as templates".into(),
+                text: errors,
+                purpose: Purpose::LogErrors,
+            },
+            Query {
+                id: "logs-recent".into(),
+                title: "The last log lines before the alert started".into(),
+                text: selector,
+                purpose: Purpose::LogRecent,
+            },
+        ];
+        (queries, None)
+    }
+
+    /// Turns one answer into evidence (or a failure) in `context`.
+    fn absorb(
+        &self,
+        q: &Query,
+        answer: Result<Answer, String>,
+        window: Window,
+        context: &mut Collected,
+    ) {
+        let source = match q.purpose {
+            Purpose::LogErrors | Purpose::LogRecent => EvidenceSource::Loki,
+            _ => EvidenceSource::Prometheus,
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                context.failures.push(SourceFailure {
+                    source,
+                    query: Some(q.text.clone()),
+                    error: e,
+                });
+                return;
+            }
+        };
+        let evidence = match answer {
+            Answer::Series(series) => self.series_evidence(q, &series, window),
+            Answer::Lines(mut lines) => {
+                // Before mining: a secret must not become part of a template or an example.
+                for l in &mut lines {
+                    self.redactor.redact_in_place(&mut l.line);
+                }
+                logs_evidence(q, &lines, window)
+            }
+        };
+        context.evidence.extend(evidence);
+    }
+
+    fn series_evidence(
+        &self,
+        q: &Query,
+        series: &[Series],
+        window: Window,
+    ) -> Option<(f64, Evidence)> {
+        let threshold = match q.purpose {
+            Purpose::Rule { threshold } => threshold,
+            _ => None,
+        };
+        let ranked = summarize(series, window.alert as f64, threshold);
+        if ranked.is_empty() {
+            return None;
+        }
+        let top = ranked[0].score;
+        let mut lines: Vec<String> = ranked
+            .iter()
+            .take(self.config.top_series)
+            .enumerate()
+            .map(|(i, s)| format!("#{} {}", i + 1, s.line(threshold)))
+            .collect();
+        if ranked.len() > self.config.top_series {
+            lines.push(format!(
+                "({} more series, less anomalous, left out)",
+                ranked.len() - self.config.top_series
+            ));
+        }
+        let weight = match q.purpose {
+            Purpose::Rule { .. } => 1e7,
+            Purpose::Alerts => 1e6,
+            Purpose::Up if ranked.iter().any(|s| s.min == 0.0) => 1e6,
+            _ => 0.0,
+        };
+        Some(ranked_evidence(
+            q,
+            EvidenceSource::Prometheus,
+            lines.join("\n"),
+            None,
+            weight + top,
+        ))
+    }
+
+    /// Ranks the evidence (the alert's own first), redacts everything and fits it into the token
+    /// budget.
+    fn finish(&self, context: &mut Context, collected: Collected) {
+        let mut scored: Vec<(f64, Evidence)> = context
+            .evidence
+            .drain(..)
+            .map(|e| (ALERT_EVIDENCE_SCORE, e))
+            .chain(collected.evidence)
+            .collect();
+        // Stable: equal scores keep the order the queries were planned in.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        context.evidence = scored.into_iter().map(|(_, e)| e).collect();
+        context.failures.extend(collected.failures);
+        for e in &mut context.evidence {
+            self.redactor.redact_in_place(&mut e.title);
+            self.redactor.redact_in_place(&mut e.summary);
+            if let Some(q) = &mut e.query {
+                self.redactor.redact_in_place(q);
+            }
+            if let Some(x) = &mut e.excerpt {
+                self.redactor.redact_in_place(x);
+            }
+        }
+        for f in &mut context.failures {
+            self.redactor.redact_in_place(&mut f.error);
+            if let Some(q) = &mut f.query {
+                self.redactor.redact_in_place(q);
+            }
+        }
+        fit(&mut context.evidence, self.config.max_tokens);
+    }
+}
+
+/// Evidence from query `q`, with its rank score.
+fn ranked_evidence(
+    q: &Query,
+    source: EvidenceSource,
+    summary: String,
+    excerpt: Option<String>,
+    score: f64,
+) -> (f64, Evidence) {
+    let evidence = Evidence {
+        id: q.id.clone(),
+        source,
+        title: q.title.clone(),
+        query: Some(q.text.clone()),
+        summary,
+        excerpt,
+    };
+    (score, evidence)
+}
+
+fn logs_evidence(q: &Query, lines: &[LogLine], window: Window) -> Option<(f64, Evidence)> {
+    if lines.is_empty() {
+        return None;
+    }
+    match q.purpose {
+        Purpose::LogRecent => {
+            let excerpt: Vec<String> = lines.iter().map(|l| truncate(&l.line, 300)).collect();
+            Some(ranked_evidence(
+                q,
+                EvidenceSource::Loki,
+                format!("{} lines from just before the alert started", lines.len()),
+                Some(excerpt.join("\n")),
+                10.0,
+            ))
+        }
+        _ => {
+            let new_since = window.alert as f64 - INCIDENT_LEAD;
+            let templates = mine(lines, new_since, LOG_TEMPLATES);
+            let new = templates.iter().filter(|t| t.is_new()).count();
+            let mut summary = format!(
+                "{} error-like lines, {} templates kept ({new} new since the incident began):",
+                lines.len(),
+                templates.len()
+            );
+            for t in &templates {
+                summary.push('\n');
+                summary.push_str(&t.line());
+            }
+            let score = if new > 0 { 1e5 } else { 100.0 } + lines.len() as f64;
+            Some(ranked_evidence(
+                q,
+                EvidenceSource::Loki,
+                summary,
+                None,
+                score,
+            ))
+        }
+    }
+}
+
+/// `{ns="…", workload="…"}` from the alert labels that map to labels Loki has.
+pub(crate) fn loki_selector(
+    config: &LokiConfig,
+    labels: &BTreeMap<String, Vec<String>>,
+    known: &[String],
+) -> Option<String> {
+    let lookup = |alert_label: &str| -> Option<String> {
+        let values: Vec<&str> = values_of(labels, alert_label);
+        if values.is_empty() {
+            return None;
+        }
+        let candidates = config.labels.get(alert_label)?;
+        let loki_label = candidates.iter().find(|c| known.contains(c))?;
+        matcher(loki_label, &values)
+    };
+    let others = config
+        .labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "namespace" && !WORKLOAD.contains(k));
+    let workload = WORKLOAD.iter().copied().chain(others).find_map(lookup);
+    let mut matchers: Vec<String> = lookup("namespace").into_iter().collect();
+    matchers.extend(workload);
+    if matchers.is_empty() {
+        return None;
+    }
+    Some(format!("{{{}}}", matchers.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
+            .collect()
+    }
+
+    #[test]
+    fn the_loki_selector_takes_namespace_and_the_most_specific_workload() {
+        let config = LokiConfig::default();
+        let known: Vec<String> = ["namespace", "app", "pod", "job"].map(String::from).into();
+        let l = labels(&[
+            ("namespace", "shop"),
+            ("service", "cart"),
+            ("job", "cart-svc"),
+        ]);
+        assert_eq!(
+            loki_selector(&config, &l, &known).as_deref(),
+            Some(r#"{namespace="shop", app="cart"}"#)
+        );
+        let l = labels(&[("pod", "cart-7d9"), ("service", "cart")]);
+        assert_eq!(
+            loki_selector(&config, &l, &known).as_deref(),
+            Some(r#"{pod="cart-7d9"}"#)
+        );
+        assert_eq!(
+            loki_selector(&config, &labels(&[("severity", "page")]), &known),
+            None
+        );
+    }
+
+    #[test]
+    fn a_hostile_label_value_stays_inside_its_loki_matcher() {
+        let config = LokiConfig::default();
+        let known: Vec<String> = ["app"].map(String::from).into();
+        let l = labels(&[("service", "x\"} |= \"\" or {app=~\".+")]);
+        let selector = loki_selector(&config, &l, &known).expect("selector");
+        assert_eq!(selector, r#"{app="x\"} |= \"\" or {app=~\".+"}"#);
+    }
+}

@@ -1,0 +1,198 @@
+//! The Loki source: `/loki/api/v1/labels` (cached) and `/loki/api/v1/query_range` for log lines.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// One log line with its stream's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Unix time in nanoseconds.
+    pub ts_ns: i64,
+    pub stream: BTreeMap<String, String>,
+    pub line: String,
+}
+
+/// Which end of the window a query reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A Loki HTTP API client.
+#[derive(Debug)]
+pub struct Loki {
+    http: reqwest::Client,
+    base: String,
+    tenant: Option<String>,
+    timeout: Duration,
+    cache_ttl: Duration,
+    labels: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+#[derive(Deserialize)]
+struct LabelsAnswer {
+    status: String,
+    #[serde(default)]
+    data: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryAnswer {
+    status: String,
+    data: QueryData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryData {
+    result_type: String,
+    #[serde(default)]
+    result: Vec<Stream>,
+}
+
+#[derive(Deserialize)]
+struct Stream {
+    #[serde(default)]
+    stream: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(String, String)>,
+}
+
+impl Loki {
+    pub fn new(
+        url: &str,
+        tenant: &str,
+        timeout: Duration,
+        cache_ttl: Duration,
+    ) -> Result<Self, String> {
+        reqwest::Url::parse(url).map_err(|e| format!("loki.url {url:?} is not a URL: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            tenant: (!tenant.is_empty()).then(|| tenant.to_owned()),
+            timeout,
+            cache_ttl,
+            labels: Mutex::new(None),
+        })
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<String, String> {
+        let mut request = self.http.get(format!("{}{path}", self.base)).query(params);
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let send = async {
+            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| error_chain(&e))?;
+            match status.is_success() {
+                true => Ok(body),
+                // Loki answers errors as plain text, e.g. "parse error at line 1, col 2: …".
+                false => Err(format!("Loki answered {status}: {}", first_line(&body))),
+            }
+        };
+        tokio::time::timeout(self.timeout, send)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+    }
+
+    /// The label names Loki knows in the window (cached).
+    pub async fn labels(&self, start_ns: i64, end_ns: i64) -> Result<Vec<String>, String> {
+        if let Some((at, labels)) = &*self.labels.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(labels.clone());
+        }
+        let params = [("start", start_ns.to_string()), ("end", end_ns.to_string())];
+        let body = self.get("/loki/api/v1/labels", &params).await?;
+        let answer: LabelsAnswer = serde_json::from_str(&body)
+            .map_err(|e| format!("Loki's /labels answer is not what its API documents: {e}"))?;
+        if answer.status != "success" {
+            return Err(format!("Loki answered status {:?}", answer.status));
+        }
+        *self.labels.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), answer.data.clone()));
+        Ok(answer.data)
+    }
+
+    /// Log lines of a LogQL log query, oldest first whatever the direction.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start_ns: i64,
+        end_ns: i64,
+        limit: u32,
+        direction: Direction,
+    ) -> Result<Vec<LogLine>, String> {
+        let params = [
+            ("query", query.to_owned()),
+            ("start", start_ns.to_string()),
+            ("end", end_ns.to_string()),
+            ("limit", limit.to_string()),
+            (
+                "direction",
+                match direction {
+                    Direction::Forward => "forward",
+                    Direction::Backward => "backward",
+                }
+                .to_owned(),
+            ),
+        ];
+        let body = self.get("/loki/api/v1/query_range", &params).await?;
+        let answer: QueryAnswer = serde_json::from_str(&body).map_err(|e| {
+            format!("Loki's /query_range answer is not what its API documents: {e}")
+        })?;
+        if answer.status != "success" {
+            return Err(format!("Loki answered status {:?}", answer.status));
+        }
+        if answer.data.result_type != "streams" {
+            return Err(format!(
+                "expected log streams, Loki answered {:?}",
+                answer.data.result_type
+            ));
+        }
+        let mut lines: Vec<LogLine> = answer
+            .data
+            .result
+            .into_iter()
+            .flat_map(|s| {
+                let stream = s.stream;
+                s.values.into_iter().filter_map(move |(ts, line)| {
+                    Some(LogLine {
+                        ts_ns: ts.parse().ok()?,
+                        stream: stream.clone(),
+                        line,
+                    })
+                })
+            })
+            .collect();
+        lines.sort_by_key(|l| l.ts_ns);
+        Ok(lines)
+    }
+}
+
+fn first_line(body: &str) -> String {
+    let line = body.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_owned(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}

@@ -1,0 +1,196 @@
+//! The Prometheus source: range queries, and which metrics and labels exist (cached).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_http_query::response::Data;
+use prometheus_http_query::{Client, Selector};
+
+use crate::escape::is_metric_name;
+use crate::series::Series;
+
+/// A Prometheus HTTP API client with a timeout per request and a cache of what exists.
+pub struct Prometheus {
+    client: Client,
+    timeout: Duration,
+    cache_ttl: Duration,
+    /// Metric name → whether it had series lately.
+    metrics: Mutex<HashMap<String, (Instant, bool)>>,
+    /// Metric name → the label names its series carry.
+    labels: Mutex<HashMap<String, (Instant, HashSet<String>)>>,
+}
+
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("url", &self.client.base_url().as_str())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prometheus {
+    pub fn new(url: &str, timeout: Duration, cache_ttl: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = Client::from(http, url)
+            .map_err(|e| format!("prometheus.url {url:?} is not a URL: {e}"))?;
+        Ok(Self {
+            client,
+            timeout,
+            cache_ttl,
+            metrics: Mutex::default(),
+            labels: Mutex::default(),
+        })
+    }
+
+    /// Runs a range query; `start`, `end` in Unix seconds, `step` in seconds.
+    pub async fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: f64,
+    ) -> Result<Vec<Series>, String> {
+        let request = self
+            .client
+            .query_range(query, start, end, step)
+            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
+            .get();
+        let result = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?;
+        let (data, _) = result.into_inner();
+        Ok(match data {
+            Data::Matrix(matrix) => matrix
+                .into_iter()
+                .map(|rv| {
+                    let (labels, samples) = rv.into_inner();
+                    Series {
+                        labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                        points: samples
+                            .iter()
+                            .map(|s| (s.timestamp(), s.value()))
+                            .filter(|p| p.1.is_finite())
+                            .collect(),
+                    }
+                })
+                .collect(),
+            // A scalar or vector answer to a range query cannot happen; treat it as no data.
+            Data::Vector(_) | Data::Scalar(_) => Vec::new(),
+        })
+    }
+
+    /// Which of `names` have series in the window. Answers are cached for the cache TTL.
+    pub async fn existing(
+        &self,
+        names: &[String],
+        start: i64,
+        end: i64,
+    ) -> Result<HashSet<String>, String> {
+        let mut known = HashSet::new();
+        let mut unknown = Vec::new();
+        {
+            let cache = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+            for name in names.iter().filter(|n| is_metric_name(n)) {
+                match cache.get(name) {
+                    Some((at, exists)) if at.elapsed() < self.cache_ttl => {
+                        if *exists {
+                            known.insert(name.clone());
+                        }
+                    }
+                    _ => unknown.push(name.clone()),
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(known);
+        }
+        // Metric names are checked above, so the alternation needs no escaping.
+        let alternation = unknown.join("|");
+        let selector = Selector::new().regex_eq("__name__", alternation.as_str());
+        let request = self
+            .client
+            .label_values("__name__")
+            .selectors([&selector])
+            .start(start)
+            .end(end)
+            .get();
+        let found: HashSet<String> = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?
+            .into_iter()
+            .collect();
+        let mut cache = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        for name in unknown {
+            let exists = found.contains(&name);
+            cache.insert(name.clone(), (Instant::now(), exists));
+            if exists {
+                known.insert(name);
+            }
+        }
+        Ok(known)
+    }
+
+    /// The label names the series of `metric` carry in the window (cached).
+    pub async fn label_names(
+        &self,
+        metric: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<HashSet<String>, String> {
+        if !is_metric_name(metric) {
+            return Ok(HashSet::new());
+        }
+        if let Some((at, names)) = self
+            .labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(metric)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(names.clone());
+        }
+        let selector = Selector::new().metric(metric);
+        let request = self
+            .client
+            .label_names()
+            .selectors([&selector])
+            .start(start)
+            .end(end)
+            .get();
+        let names: HashSet<String> = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?
+            .into_iter()
+            .collect();
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(metric.to_owned(), (Instant::now(), names.clone()));
+        Ok(names)
+    }
+}
+
+/// The client's error as one line. Prometheus' own errors carry its message (`bad_data: …`).
+fn describe(e: prometheus_http_query::Error) -> String {
+    match e {
+        prometheus_http_query::Error::Prometheus(p) => format!("Prometheus answered an error: {p}"),
+        prometheus_http_query::Error::Client(c) => {
+            let mut message = c.to_string();
+            let mut source = std::error::Error::source(&c);
+            while let Some(s) = source {
+                message = format!("{message}: {s}");
+                source = s.source();
+            }
+            message
+        }
+        other => other.to_string(),
+    }
+}

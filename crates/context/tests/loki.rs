@@ -1,0 +1,347 @@
+//! The context stage against a fake Loki (wiremock) that answers exactly as Loki's HTTP API does:
+//! `/loki/api/v1/labels` and `/loki/api/v1/query_range` with `streams` results, and plain-text errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
+use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload};
+use aiops_model::{ContextSource, EvidenceSource, ManualClock};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NOW: i64 = 1_790_000_000;
+const STARTS_AT: i64 = NOW - 600;
+
+fn payload(labels: &[(&str, &str)]) -> WebhookPayload {
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    WebhookPayload {
+        version: "4".into(),
+        group_key: "{}:{alertname=\"CartErrors\"}".into(),
+        truncated_alerts: 0,
+        status: AlertStatus::Firing,
+        receiver: "aiops".into(),
+        group_labels: BTreeMap::new(),
+        common_labels: labels.clone(),
+        common_annotations: BTreeMap::new(),
+        external_url: String::new(),
+        alerts: vec![Alert {
+            status: AlertStatus::Firing,
+            labels,
+            annotations: BTreeMap::new(),
+            starts_at: OffsetDateTime::from_unix_timestamp(STARTS_AT).expect("time"),
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: String::new(),
+        }],
+    }
+}
+
+fn gatherer(loki: LokiConfig, redact: Vec<String>) -> Gatherer {
+    Gatherer::new(
+        &ContextConfig {
+            redact,
+            ..ContextConfig::default()
+        },
+        &PrometheusConfig::default(),
+        &loki,
+        Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(NOW).expect("time"),
+        )),
+    )
+    .expect("valid configuration")
+}
+
+fn loki_config(server: &MockServer) -> LokiConfig {
+    LokiConfig {
+        url: server.uri(),
+        ..LokiConfig::default()
+    }
+}
+
+/// Loki's answer to a log query: one stream, its values as [nanosecond string, line].
+fn streams(stream: Value, lines: &[(i64, String)]) -> Value {
+    let values: Vec<Value> = lines
+        .iter()
+        .map(|(t, l)| json!([(t * 1_000_000_000).to_string(), l]))
+        .collect();
+    json!({
+        "status": "success",
+        "data": {
+            "resultType": "streams",
+            "result": [{"stream": stream, "values": values}],
+            "stats": {"summary": {"bytesProcessedPerSecond": 0, "execTime": 0.001}}
+        }
+    })
+}
+
+async fn labels(server: &MockServer, names: &[&str]) {
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/labels"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"status": "success", "data": names})),
+        )
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templates() {
+    let server = MockServer::start().await;
+    labels(&server, &["namespace", "app", "level", "job"]).await;
+    let errors = r#"{namespace="shop", app="cart", level=~"(?i)(error|err|fatal|critical|crit|panic|emerg|alert)"}"#;
+    let mut lines = Vec::new();
+    for i in 0..40 {
+        lines.push((
+            STARTS_AT - 1500 + i * 30,
+            format!("GET /cart/{i} upstream timeout after {}ms", 100 + i),
+        ));
+    }
+    for i in 0..12 {
+        lines.push((
+            STARTS_AT - 120 + i * 10,
+            format!("payment client: connection refused to 10.0.3.{i}:8443"),
+        ));
+    }
+    lines.sort();
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param("query", errors))
+        .and(query_param("direction", "forward"))
+        .and(query_param("limit", "500"))
+        .and(header("X-Scope-OrgID", "team-a"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
+            json!({"namespace": "shop", "app": "cart", "level": "error"}),
+            &lines,
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param("query", r#"{namespace="shop", app="cart"}"#))
+        .and(query_param("direction", "backward"))
+        .and(query_param("end", (STARTS_AT * 1_000_000_000).to_string()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
+            json!({"namespace": "shop", "app": "cart"}),
+            &[(
+                STARTS_AT - 5,
+                "cart checkout started for order 77".to_owned(),
+            )],
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let config = LokiConfig {
+        tenant: "team-a".into(),
+        ..loki_config(&server)
+    };
+    let group = payload(&[
+        ("alertname", "CartErrors"),
+        ("namespace", "shop"),
+        ("service", "cart"),
+    ]);
+    let context = gatherer(config, Vec::new())
+        .gather(&group)
+        .await
+        .expect("gathers");
+    assert!(context.failures.is_empty(), "{:#?}", context.failures);
+
+    let logs = context.evidence("logs-errors").expect("error templates");
+    assert_eq!(logs.source, EvidenceSource::Loki);
+    let mut summary = logs.summary.lines();
+    assert!(
+        summary
+            .next()
+            .expect("header")
+            .starts_with("52 error-like lines, 2 templates kept (1 new")
+    );
+    let first = summary.next().expect("first template");
+    assert!(
+        first.starts_with("[12x after, 0x before, new] payment client: connection refused to <*>"),
+        "{first}"
+    );
+    let second = summary.next().expect("second template");
+    assert!(
+        second.starts_with("[0x after, 40x before] GET /cart/<*> upstream timeout after <*>"),
+        "{second}"
+    );
+    let recent = context.evidence("logs-recent").expect("recent lines");
+    assert_eq!(
+        recent.excerpt.as_deref(),
+        Some("cart checkout started for order 77")
+    );
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn an_injected_label_value_stays_inside_its_matcher() {
+    let server = MockServer::start().await;
+    labels(&server, &["app"]).await;
+    let hostile = "cart\"} |= \"\" or {app=~\".+";
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            r#"{app="cart\"} |= \"\" or {app=~\".+"} |~ "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed? ?out|refused|denied|oom|killed|unavailable)""#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(json!({"app": "x"}), &[])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            r#"{app="cart\"} |= \"\" or {app=~\".+"}"#,
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(json!({"app": "x"}), &[])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let group = payload(&[("alertname", "CartErrors"), ("service", hostile)]);
+    let context = gatherer(loki_config(&server), Vec::new())
+        .gather(&group)
+        .await
+        .expect("gathers");
+    assert!(context.failures.is_empty(), "{:#?}", context.failures);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_loki_outage_or_error_gives_a_partial_context() {
+    // Nothing listens: connection refused.
+    let gone = {
+        let server = MockServer::start().await;
+        server.uri()
+    };
+    let group = payload(&[("alertname", "CartErrors"), ("service", "cart")]);
+    let config = LokiConfig {
+        url: gone,
+        ..LokiConfig::default()
+    };
+    let context = gatherer(config, Vec::new())
+        .gather(&group)
+        .await
+        .expect("never fails");
+    assert_eq!(context.failures.len(), 1, "{:#?}", context.failures);
+    assert_eq!(context.failures[0].source, EvidenceSource::Loki);
+    assert!(
+        context.failures[0]
+            .error
+            .contains("cannot list Loki's labels"),
+        "{:?}",
+        context.failures[0]
+    );
+
+    // Loki answers a query with its plain-text error.
+    let server = MockServer::start().await;
+    labels(&server, &["app"]).await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_string(
+                "parse error at line 1, col 8: syntax error: unexpected IDENTIFIER\n",
+            ),
+        )
+        .mount(&server)
+        .await;
+    let context = gatherer(loki_config(&server), Vec::new())
+        .gather(&group)
+        .await
+        .expect("never fails");
+    assert_eq!(context.failures.len(), 2, "{:#?}", context.failures);
+    for failure in &context.failures {
+        assert_eq!(failure.source, EvidenceSource::Loki);
+        assert!(failure.query.is_some());
+        assert!(
+            failure.error.contains("400") && failure.error.contains("parse error at line 1, col 8"),
+            "{failure:?}"
+        );
+    }
+}
+
+/// One canary of every kind of secret the redactor knows, as it might appear in a log line.
+const CANARIES: &[(&str, &str)] = &[
+    ("Authorization: Bearer ", "c4n4ryB3arerT0ken.abcdefgh"),
+    ("curl -H 'authorization: Basic ", "dXNlcjpjYW5hcnlwYXNz"),
+    ("connecting to postgres://app:", "canaryUrlPassw0rd"),
+    ("config password=", "canaryKvPassw0rd"),
+    ("{\"api_key\": \"", "canaryJsonApiKey123"),
+    ("client_secret: ", "canaryClientSecret9"),
+    ("token=", "canaryTokenValue42"),
+    (
+        "jwt ",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJlY2FuYXJ5",
+    ),
+    ("aws key ", "AKIACANARY0000000042"),
+    ("gcp key ", "AIzaSyCanary000000000000000000000000042"),
+    ("slack ", "xoxb-000000000042-canarycanary"),
+    (
+        "hook https://hooks.slack.com/services/",
+        "T000CANARY/B000CANARY/xyzCanary",
+    ),
+    ("github ", "ghp_canary0000000000000000000000000000042"),
+    ("openai ", "sk-canaryOpenAiKey000000000042"),
+    ("custom ", "cust-424242"),
+];
+
+const PEM: &str =
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIcanaryPemBody42\n-----END RSA PRIVATE KEY-----";
+
+#[tokio::test]
+async fn no_canary_secret_survives_into_the_context() {
+    let server = MockServer::start().await;
+    labels(&server, &["app"]).await;
+    let mut lines: Vec<(i64, String)> = CANARIES
+        .iter()
+        .enumerate()
+        .map(|(i, (prefix, secret))| {
+            // A password in a URL is followed by the host.
+            let host = if prefix.contains("://") {
+                "@db:5432/app"
+            } else {
+                ""
+            };
+            (
+                STARTS_AT - 60 + i as i64,
+                format!("error: {prefix}{secret}{host}"),
+            )
+        })
+        .collect();
+    lines.push((STARTS_AT - 1, format!("error: key material {PEM}")));
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(streams(json!({"app": "cart"}), &lines)),
+        )
+        .mount(&server)
+        .await;
+    // A secret in a label value travels into queries and evidence too.
+    let group = payload(&[
+        ("alertname", "CartErrors"),
+        ("service", "cart"),
+        ("dsn", "mysql://root:canaryLabelPassw0rd@db:3306"),
+    ]);
+    let context = gatherer(loki_config(&server), vec![r"cust-[0-9]{6}".into()])
+        .gather(&group)
+        .await
+        .expect("gathers");
+    let text = serde_json::to_string(&context).expect("serializes");
+    assert!(
+        text.contains("[REDACTED"),
+        "the lines were not kept at all: {text}"
+    );
+    for (_, secret) in CANARIES {
+        assert!(!text.contains(secret), "{secret} survived:\n{text}");
+    }
+    for leak in ["MIIcanaryPemBody42", "canaryLabelPassw0rd"] {
+        assert!(!text.contains(leak), "{leak} survived:\n{text}");
+    }
+}
