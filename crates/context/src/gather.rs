@@ -566,7 +566,7 @@ impl Gatherer {
                 for l in &mut lines {
                     self.redactor.redact_in_place(&mut l.line);
                 }
-                logs_evidence(q, &lines, window)
+                logs_evidence(q, &lines, window, self.loki_config.sample_lines as usize)
             }
         };
         context.evidence.extend(evidence);
@@ -666,12 +666,19 @@ fn ranked_evidence(
     (score, evidence)
 }
 
-fn logs_evidence(q: &Query, lines: &[LogLine], window: Window) -> Option<(f64, Evidence)> {
+fn logs_evidence(
+    q: &Query,
+    lines: &[LogLine],
+    window: Window,
+    sample: usize,
+) -> Option<(f64, Evidence)> {
     if lines.is_empty() {
         return None;
     }
     match q.purpose {
         Purpose::LogRecent => {
+            // Loki honours the limit; a proxy or an old version may not.
+            let lines = &lines[lines.len().saturating_sub(sample)..];
             let excerpt: Vec<String> = lines.iter().map(|l| truncate(&l.line, 300)).collect();
             Some(ranked_evidence(
                 q,

@@ -9,7 +9,7 @@
 //! - `prom`, `loki`: the Prometheus (prometheus-http-query) and Loki (reqwest) clients.
 //! - [`series`], [`logs`], [`drain`]: compression of series (statistics, anomaly rank) and of log
 //!   lines (Drain templates); [`redact`]: secrets out; [`budget`]: the token budget.
-//! - [`AlertContext`]: evidence read from the alerts alone, for when no source is configured.
+//! - [`alert_evidence`]: evidence read from the alerts alone (rule expression, annotations).
 #![forbid(unsafe_code)]
 
 pub mod budget;
@@ -29,19 +29,7 @@ pub use config::{ContextConfig, LokiConfig, PrometheusConfig};
 pub use gather::Gatherer;
 pub use loki::LogLine;
 
-use aiops_model::{Context, ContextSource, Evidence, EvidenceSource, StageError, WebhookPayload};
-use async_trait::async_trait;
-
-/// Evidence from the alert group itself: each distinct rule expression, and the group's annotations.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AlertContext;
-
-#[async_trait]
-impl ContextSource for AlertContext {
-    async fn gather(&self, payload: &WebhookPayload) -> Result<Context, StageError> {
-        Ok(alert_evidence(payload))
-    }
-}
+use aiops_model::{Context, Evidence, EvidenceSource, WebhookPayload};
 
 /// Builds the evidence that needs no query.
 pub fn alert_evidence(payload: &WebhookPayload) -> Context {

@@ -70,8 +70,10 @@ impl Loki {
         cache_ttl: Duration,
     ) -> Result<Self, String> {
         reqwest::Url::parse(url).map_err(|e| format!("loki.url {url:?} is not a URL: {e}"))?;
+        // The per-query timeout is enforced around each request (with a clear message); the client's
+        // own timeout is only a backstop.
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(timeout + Duration::from_secs(1))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
@@ -90,9 +92,15 @@ impl Loki {
             request = request.header("X-Scope-OrgID", tenant);
         }
         let send = async {
-            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| error_chain(&e.without_url()))?;
             let status = response.status();
-            let body = response.text().await.map_err(|e| error_chain(&e))?;
+            let body = response
+                .text()
+                .await
+                .map_err(|e| error_chain(&e.without_url()))?;
             match status.is_success() {
                 true => Ok(body),
                 // Loki answers errors as plain text, e.g. "parse error at line 1, col 2: …".

@@ -32,8 +32,10 @@ impl std::fmt::Debug for Prometheus {
 
 impl Prometheus {
     pub fn new(url: &str, timeout: Duration, cache_ttl: Duration) -> Result<Self, String> {
+        // The per-query timeout is enforced around each request (with a clear message); the client's
+        // own timeout is only a backstop.
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(timeout + Duration::from_secs(1))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let client = Client::from(http, url)

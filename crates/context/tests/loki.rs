@@ -345,3 +345,38 @@ async fn no_canary_secret_survives_into_the_context() {
         assert!(!text.contains(leak), "{leak} survived:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
+    let server = MockServer::start().await;
+    labels(&server, &["app"]).await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(streams(json!({"app": "cart"}), &[]))
+                .set_delay(std::time::Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let config = LokiConfig {
+        timeout_secs: 1,
+        ..loki_config(&server)
+    };
+    let group = payload(&[("alertname", "CartErrors"), ("service", "cart")]);
+    let started = std::time::Instant::now();
+    let context = gatherer(config, Vec::new())
+        .gather(&group)
+        .await
+        .expect("never fails");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(context.failures.len(), 2, "{:#?}", context.failures);
+    for failure in &context.failures {
+        assert_eq!(failure.source, EvidenceSource::Loki);
+        assert!(failure.error.contains("within 1s"), "{failure:?}");
+    }
+}

@@ -336,3 +336,36 @@ async fn an_oversized_context_is_trimmed_and_keeps_the_anomaly() {
     assert!(kept.summary.contains(SPIKING), "{}", kept.summary);
     drop(prometheus);
 }
+
+#[tokio::test]
+async fn prometheus_down_gives_a_partial_context_that_says_why() {
+    // A port nothing listens on.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let starts_at = OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let group = payload(vec![alert(SPIKING, "demo_cpu_usage > 0.9", starts_at)]);
+    let context = gatherer(&url, 4000)
+        .gather(&group)
+        .await
+        .expect("never fails");
+    // The alert's own evidence stays; every Prometheus query is a named failure.
+    assert!(context.evidence("rule-1").is_some() && context.evidence("annotations").is_some());
+    assert!(
+        context
+            .evidence
+            .iter()
+            .all(|e| e.source == EvidenceSource::Alert)
+    );
+    assert!(!context.failures.is_empty());
+    for failure in &context.failures {
+        assert_eq!(failure.source, EvidenceSource::Prometheus);
+        assert!(!failure.error.is_empty());
+    }
+    assert!(
+        context
+            .failures
+            .iter()
+            .any(|f| f.query.as_deref() == Some("demo_cpu_usage")),
+        "{:#?}",
+        context.failures
+    );
+}

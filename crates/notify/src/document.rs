@@ -5,6 +5,9 @@ use aiops_model::{Analysis, JobId, Notification};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// Evidence items shown in the text rendering; JSON carries them all.
+const TEXT_EVIDENCE: usize = 5;
+
 /// One delivery: a firing group with its analysis, or a resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
@@ -94,6 +97,12 @@ impl Document {
                 out.push_str("Remediation:\n");
                 for (i, step) in a.remediation.iter().enumerate() {
                     out.push_str(&format!("  {}. {step}\n", i + 1));
+                }
+                if !a.evidence.is_empty() {
+                    out.push_str("Evidence:\n");
+                    for e in a.evidence.iter().take(TEXT_EVIDENCE) {
+                        out.push_str(&format!("  - [{}] {}\n", e.id, e.note));
+                    }
                 }
                 if !a.next_queries.is_empty() {
                     out.push_str("Next queries:\n");

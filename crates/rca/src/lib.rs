@@ -235,7 +235,11 @@ pub fn analyze_by_rules(payload: &WebhookPayload, context: &Context) -> Analysis
         .iter()
         .map(|e| EvidenceRef {
             id: e.id.clone(),
-            note: e.title.clone(),
+            // The title and the finding's first line: for a graph, its most anomalous series.
+            note: match e.summary.lines().next() {
+                Some(first) if !first.is_empty() => format!("{}: {}", e.title, first),
+                _ => e.title.clone(),
+            },
         })
         .collect();
     let (category, root_cause, impact, remediation, confidence) = match playbook {
