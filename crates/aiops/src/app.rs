@@ -7,7 +7,7 @@ use aiops_context::Gatherer;
 use aiops_ingest::AppState;
 use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, SystemClock};
 use aiops_notify::{FileNotifier, StdoutNotifier, WebhookNotifier};
-use aiops_rca::RulesAnalyzer;
+use aiops_rca::{LlmAnalyzer, RulesAnalyzer};
 use aiops_worker::{Stages, Worker};
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -31,9 +31,6 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
             "prometheus.url and loki.url are empty: evidence comes from the alerts themselves only"
         );
     }
-    if config.llm.is_enabled() {
-        tracing::warn!("the LLM analyzer is not available yet; the rule-based analyzer answers");
-    }
     let context = Gatherer::new(
         &config.context,
         &config.prometheus,
@@ -42,7 +39,18 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
     )
     .map_err(anyhow::Error::msg)
     .context("invalid context configuration")?;
-    Ok((Arc::new(context), Arc::new(RulesAnalyzer)))
+    let analyzer: Arc<dyn Analyzer> = match config.llm.is_enabled() {
+        true => Arc::new(
+            LlmAnalyzer::new(&config.llm)
+                .map_err(anyhow::Error::msg)
+                .context("invalid LLM configuration")?,
+        ),
+        false => {
+            tracing::info!("no LLM configured: the rule-based analyzer answers");
+            Arc::new(RulesAnalyzer)
+        }
+    };
+    Ok((Arc::new(context), analyzer))
 }
 
 /// The configured sinks, in delivery order.

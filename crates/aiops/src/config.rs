@@ -117,6 +117,7 @@ impl Config {
             &mut self.llm.api_key,
             self.llm.api_key_file.as_deref(),
         ))?;
+        check(self.llm.validate())?;
         let slack = &mut self.slack;
         slack.webhook_url = non_empty(slack.webhook_url.take());
         slack.bot_token = non_empty(slack.bot_token.take());

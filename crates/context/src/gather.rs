@@ -23,9 +23,9 @@ use crate::logs::{mine, truncate};
 use crate::loki::{Direction, LogLine, Loki};
 use crate::prom::Prometheus;
 use crate::promql::{Rule, read_rule};
-use crate::redact::Redactor;
 use crate::series::{INCIDENT_LEAD, Series, Threshold, summarize};
 use crate::templates::{Template, load};
+use aiops_model::redact::Redactor;
 
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
 /// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.

@@ -21,10 +21,10 @@ pub mod logs;
 mod loki;
 mod prom;
 pub mod promql;
-pub mod redact;
 pub mod series;
 pub mod templates;
 
+pub use aiops_model::redact;
 pub use config::{ContextConfig, LokiConfig, PrometheusConfig};
 pub use gather::Gatherer;
 pub use loki::LogLine;

@@ -74,4 +74,10 @@ pub struct AnalyzerInfo {
     /// True when the configured analyzer failed and the rule-based one answered instead.
     #[serde(default)]
     pub fallback: bool,
+    /// Why the configured analyzer failed, when `fallback` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// True when the analysis was reused from the cache (same group, same context): no LLM call.
+    #[serde(default)]
+    pub cached: bool,
 }

@@ -18,6 +18,7 @@ pub mod context;
 pub mod job;
 pub mod metrics;
 pub mod ports;
+pub mod redact;
 pub mod secret;
 
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};

@@ -39,6 +39,22 @@ pub struct Metrics {
     pub stage_failures: Family<StageLabel, Counter>,
     pub workers_busy: Gauge,
     pub workers: Gauge,
+    pub analyses: Family<AnalysisLabel, Counter>,
+    pub llm_tokens: Family<KindLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnalysisLabel {
+    /// `llm` or `rules`.
+    pub analyzer: String,
+    /// `ok`, `cached` (no LLM call) or `fallback` (the LLM failed and the rules answered).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `prompt` or `completion`.
+    pub kind: &'static str,
 }
 
 impl Default for Metrics {
@@ -97,6 +113,18 @@ impl Metrics {
         );
         let workers = Gauge::default();
         registry.register("workers", "Configured worker concurrency", workers.clone());
+        let analyses = Family::<AnalysisLabel, Counter>::default();
+        registry.register(
+            "analyses",
+            "Analyses by analyzer and result (ok, cached, fallback)",
+            analyses.clone(),
+        );
+        let llm_tokens = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "LLM tokens spent, prompt and completion",
+            llm_tokens.clone(),
+        );
         Self {
             registry,
             webhooks,
@@ -107,6 +135,32 @@ impl Metrics {
             stage_failures,
             workers_busy,
             workers,
+            analyses,
+            llm_tokens,
+        }
+    }
+
+    /// Counts a finished analysis and the tokens it spent.
+    pub fn analysis(&self, info: &crate::AnalyzerInfo) {
+        let result = match (info.fallback, info.cached) {
+            (true, _) => "fallback",
+            (false, true) => "cached",
+            (false, false) => "ok",
+        };
+        let analyzer = match info.fallback {
+            true => "llm".to_owned(),
+            false => info.name.clone(),
+        };
+        self.analyses
+            .get_or_create(&AnalysisLabel { analyzer, result })
+            .inc();
+        for (kind, n) in [
+            ("prompt", info.prompt_tokens),
+            ("completion", info.completion_tokens),
+        ] {
+            self.llm_tokens
+                .get_or_create(&KindLabel { kind })
+                .inc_by(u64::from(n));
         }
     }
 

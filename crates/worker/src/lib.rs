@@ -400,6 +400,9 @@ impl Worker {
         let analysis = self.stages.analyzer.analyze(payload, &context).await;
         timings.rca_ms = Some(elapsed_ms(started));
         self.observe("rca", started, analysis.is_ok());
+        if let Ok(a) = &analysis {
+            self.metrics.analysis(&a.analyzer);
+        }
         analysis.map_err(|error| Failure::Stage {
             stage: "rca",
             error,

@@ -1,5 +1,5 @@
-//! Secrets never leave the process: every string of the context passes through the [`Redactor`]
-//! before the context is returned, whatever source it came from.
+//! Secrets never leave the process: every string of the context, and the LLM prompt, passes through
+//! the [`Redactor`] first, whatever source it came from.
 
 use std::borrow::Cow;
 
