@@ -39,15 +39,18 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
     )
     .map_err(anyhow::Error::msg)
     .context("invalid context configuration")?;
+    let rules = RulesAnalyzer::new(&config.rules)
+        .map_err(anyhow::Error::msg)
+        .context("invalid rules")?;
     let analyzer: Arc<dyn Analyzer> = match config.llm.is_enabled() {
         true => Arc::new(
-            LlmAnalyzer::new(&config.llm)
+            LlmAnalyzer::new(&config.llm, rules)
                 .map_err(anyhow::Error::msg)
                 .context("invalid LLM configuration")?,
         ),
         false => {
             tracing::info!("no LLM configured: the rule-based analyzer answers");
-            Arc::new(RulesAnalyzer)
+            Arc::new(rules)
         }
     };
     Ok((Arc::new(context), analyzer))

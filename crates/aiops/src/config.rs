@@ -5,7 +5,7 @@ use std::path::Path;
 use aiops_context::{ContextConfig, LokiConfig, PrometheusConfig};
 use aiops_ingest::ServerConfig;
 use aiops_notify::{NotifyConfig, SlackConfig, WebhookConfig};
-use aiops_rca::LlmConfig;
+use aiops_rca::{LlmConfig, RulesConfig};
 use aiops_store::StoreConfig;
 use aiops_worker::WorkerConfig;
 use anyhow::Context as _;
@@ -32,6 +32,8 @@ pub struct Config {
     pub loki: LokiConfig,
     #[serde(default)]
     pub llm: LlmConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
     #[serde(default)]
     pub slack: SlackConfig,
     #[serde(default)]

@@ -63,6 +63,9 @@ pub struct EvidenceRef {
 pub struct AnalyzerInfo {
     /// `rules` or `llm`.
     pub name: String,
+    /// The rule-based analyzer's matched rule (its family), e.g. `disk_full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default)]

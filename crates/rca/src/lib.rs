@@ -19,4 +19,4 @@ mod rules;
 pub use aiops_model::Analysis;
 pub use config::LlmConfig;
 pub use llm::LlmAnalyzer;
-pub use rules::{RulesAnalyzer, analyze_by_rules};
+pub use rules::{RulesAnalyzer, RulesConfig, analyze_by_rules};

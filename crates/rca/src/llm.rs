@@ -28,7 +28,7 @@ use crate::config::{JsonMode, LlmConfig};
 use crate::guard::{Cache, Limits};
 use crate::output::parse;
 use crate::prompt::{SYSTEM, estimate_tokens, schema, user_message};
-use crate::rules::analyze_by_rules;
+use crate::rules::RulesAnalyzer;
 
 /// `Retry-After` longer than this is capped: the job has a lease, and the fallback is always there.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -43,6 +43,8 @@ pub struct LlmAnalyzer {
     limits: Limits,
     cache: Cache,
     redactor: Redactor,
+    /// Answers when the LLM cannot.
+    fallback: RulesAnalyzer,
 }
 
 /// One completion: the text, what it cost, why it stopped.
@@ -61,7 +63,8 @@ struct CallError {
 }
 
 impl LlmAnalyzer {
-    pub fn new(config: &LlmConfig) -> Result<Self, String> {
+    /// The analyzer for `config`, with `fallback` answering whenever the LLM fails.
+    pub fn new(config: &LlmConfig, fallback: RulesAnalyzer) -> Result<Self, String> {
         config.validate()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
@@ -78,6 +81,7 @@ impl LlmAnalyzer {
             ),
             cache: Cache::new(Duration::from_secs(config.cache_ttl_secs)),
             redactor: Redactor::default(),
+            fallback,
             config: config.clone(),
         })
     }
@@ -281,7 +285,7 @@ impl Analyzer for LlmAnalyzer {
             Err(reason) => {
                 // The notification always goes out: the rules answer, and say why.
                 tracing::warn!(%reason, "the LLM analysis failed; the rule-based analyzer answers");
-                let mut analysis = analyze_by_rules(payload, context);
+                let mut analysis = self.fallback.analyze_now(payload, context);
                 analysis.analyzer.fallback = true;
                 analysis.analyzer.fallback_reason = Some(reason);
                 analysis.analyzer.model = Some(self.config.model.clone());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload};
 use aiops_model::{Analyzer, Category, Context, Evidence, EvidenceSource};
-use aiops_rca::{LlmAnalyzer, LlmConfig};
+use aiops_rca::{LlmAnalyzer, LlmConfig, RulesAnalyzer};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -168,7 +168,8 @@ async fn a_valid_answer_becomes_the_analysis_and_the_request_is_well_formed() {
         .expect(1)
         .mount(&server)
         .await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let a = analyzer
         .analyze(&payload(&[]), &context("connection refused to payment"))
         .await
@@ -222,7 +223,8 @@ async fn fenced_and_reasoning_answers_are_read_and_deepseek_gets_json_object() {
     ] {
         let server = MockServer::start().await;
         once(&server, ok(&content)).await;
-        let analyzer = LlmAnalyzer::new(&config(&server, "deepseek")).expect("valid");
+        let analyzer = LlmAnalyzer::new(&config(&server, "deepseek"), RulesAnalyzer::default())
+            .expect("valid");
         let a = analyzer
             .analyze(&payload(&[]), &context("x"))
             .await
@@ -247,7 +249,8 @@ async fn an_invalid_answer_gets_one_repair_round() {
     let server = MockServer::start().await;
     once(&server, ok("{\"summary\": \"half an answer\"")).await;
     once(&server, ok(&analysis_json(&["expr-1"]))).await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let a = analyzer
         .analyze(&payload(&[]), &context("x"))
         .await
@@ -281,7 +284,8 @@ async fn a_429_is_retried_after_the_time_it_asks_for() {
     )
     .await;
     once(&server, ok(&analysis_json(&["expr-1"]))).await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let started = Instant::now();
     let a = analyzer
         .analyze(&payload(&[]), &context("x"))
@@ -305,7 +309,8 @@ async fn repeated_500s_lead_to_the_fallback_which_says_why() {
         )
         .mount(&server)
         .await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let a = analyzer
         .analyze(&payload(&[]), &context("x"))
         .await
@@ -332,11 +337,14 @@ async fn a_timeout_leads_to_the_fallback() {
         .respond_with(ok(&analysis_json(&[])).set_delay(Duration::from_secs(5)))
         .mount(&server)
         .await;
-    let analyzer = LlmAnalyzer::new(&LlmConfig {
-        timeout_secs: 1,
-        max_retries: 1,
-        ..config(&server, "openai")
-    })
+    let analyzer = LlmAnalyzer::new(
+        &LlmConfig {
+            timeout_secs: 1,
+            max_retries: 1,
+            ..config(&server, "openai")
+        },
+        RulesAnalyzer::default(),
+    )
     .expect("valid");
     let started = Instant::now();
     let a = analyzer
@@ -369,7 +377,8 @@ async fn an_unknown_finish_reason_and_a_missing_id_are_tolerated() {
         )),
     )
     .await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let a = analyzer
         .analyze(&payload(&[]), &context("x"))
         .await
@@ -389,7 +398,8 @@ async fn injected_instructions_stay_in_the_data_section() {
     // The model is "fooled" and replies OK the first time; the repair round gets a valid answer.
     once(&server, ok("OK")).await;
     once(&server, ok(&analysis_json(&["logs-errors"]))).await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let group = payload(&[("note", INJECTION)]);
     let a = analyzer
         .analyze(&group, &context(INJECTION))
@@ -423,7 +433,8 @@ async fn injected_instructions_stay_in_the_data_section() {
         .respond_with(ok("OK"))
         .mount(&server)
         .await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let a = analyzer
         .analyze(&group, &context(INJECTION))
         .await
@@ -441,7 +452,8 @@ async fn the_same_group_and_context_within_the_ttl_make_one_call() {
         .expect(1)
         .mount(&server)
         .await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let first = analyzer
         .analyze(&payload(&[]), &context("x"))
         .await
@@ -460,7 +472,8 @@ async fn the_same_group_and_context_within_the_ttl_make_one_call() {
 async fn no_canary_secret_reaches_the_llm() {
     let server = MockServer::start().await;
     once(&server, ok(&analysis_json(&["expr-1"]))).await;
-    let analyzer = LlmAnalyzer::new(&config(&server, "openai")).expect("valid");
+    let analyzer =
+        LlmAnalyzer::new(&config(&server, "openai"), RulesAnalyzer::default()).expect("valid");
     let canaries = [
         "canaryDsnPassw0rd",
         "AKIACANARY0000000042",
