@@ -147,6 +147,15 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
         metrics.contains("aiops_queue_jobs{state=\"dead\"} 1"),
         "{metrics}"
     );
+    // One analysis: the retry reused the stored one instead of asking again.
+    assert!(
+        metrics.contains("aiops_analyses_total{analyzer=\"rules\",result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aiops_llm_tokens_total{kind=\"prompt\"} 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

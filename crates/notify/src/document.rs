@@ -116,10 +116,10 @@ impl Document {
                     .as_deref()
                     .map(|m| format!(" {m}"))
                     .unwrap_or_default();
-                let fallback = if a.analyzer.fallback {
-                    ", fallback"
-                } else {
-                    ""
+                let fallback = match (&a.analyzer.fallback, &a.analyzer.fallback_reason) {
+                    (true, Some(why)) => format!(", fallback ({why})"),
+                    (true, None) => ", fallback".to_owned(),
+                    (false, _) => String::new(),
                 };
                 out.push_str(&format!("Analyzer: {}{model}{fallback}\n", a.analyzer.name));
                 out

@@ -31,6 +31,9 @@ pub struct LlmConfig {
     pub temperature: f32,
     /// Upper bound for the answer's tokens.
     pub max_completion_tokens: u32,
+    /// The prompt (instructions, schema, alert group and evidence) is kept under about this many
+    /// tokens: the lowest-ranked evidence is left out first.
+    pub max_prompt_tokens: u32,
     /// Each request's timeout.
     pub timeout_secs: u64,
     /// Retries of a request that got 429, a 5xx or no answer in time.
@@ -57,6 +60,7 @@ impl Default for LlmConfig {
             response_format: "auto".into(),
             temperature: 0.1,
             max_completion_tokens: 1500,
+            max_prompt_tokens: 4000,
             timeout_secs: 60,
             max_retries: 3,
             concurrency: 2,

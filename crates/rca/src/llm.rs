@@ -88,7 +88,7 @@ impl LlmAnalyzer {
 
     /// Asks the model, with one repair round when the answer does not validate.
     async fn ask(&self, payload: &WebhookPayload, context: &Context) -> Result<Analysis, String> {
-        let user = user_message(payload, context, &self.redactor);
+        let user = self.fitted_message(payload, context);
         let estimate =
             estimate_tokens(SYSTEM) + estimate_tokens(&user) + self.config.max_completion_tokens;
         let _slot = self.limits.acquire(estimate).await;
@@ -122,6 +122,30 @@ impl LlmAnalyzer {
         info.completion_tokens += second.completion_tokens;
         parse(&second.content, context, info)
             .map_err(|e| format!("the LLM's answer was invalid twice; last: {e}"))
+    }
+
+    /// The user message, with the lowest-ranked evidence left out until the whole prompt fits
+    /// `llm.max_prompt_tokens` (the context arrives ranked, strongest first).
+    fn fitted_message(&self, payload: &WebhookPayload, context: &Context) -> String {
+        let budget = self
+            .config
+            .max_prompt_tokens
+            .saturating_sub(estimate_tokens(SYSTEM));
+        let mut message = user_message(payload, context, &self.redactor);
+        if estimate_tokens(&message) <= budget {
+            return message;
+        }
+        let mut trimmed = context.clone();
+        while estimate_tokens(&message) > budget && trimmed.evidence.len() > 1 {
+            trimmed.evidence.pop();
+            message = user_message(payload, &trimmed, &self.redactor);
+        }
+        tracing::debug!(
+            kept = trimmed.evidence.len(),
+            of = context.evidence.len(),
+            "evidence trimmed to fit llm.max_prompt_tokens"
+        );
+        message
     }
 
     fn request(&self, messages: &[ChatCompletionRequestMessage]) -> CreateChatCompletionRequest {
