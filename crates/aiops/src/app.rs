@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use aiops_context::Gatherer;
 use aiops_ingest::AppState;
-use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, SystemClock};
-use aiops_notify::{FileNotifier, StdoutNotifier, WebhookNotifier};
+use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, Store, SystemClock};
+use aiops_notify::{FileNotifier, Filtered, Links, SlackNotifier, StdoutNotifier, WebhookNotifier};
 use aiops_rca::{LlmAnalyzer, RulesAnalyzer};
 use aiops_worker::{Stages, Worker};
 use anyhow::Context as _;
@@ -14,13 +14,14 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 
-/// Builds the pipeline's stages from the configuration.
-pub fn stages(config: &Config) -> anyhow::Result<Stages> {
+/// Builds the pipeline's stages from the configuration; Slack's bot mode keeps its threads in
+/// `store`.
+pub fn stages(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Stages> {
     let (context, analyzer) = analysis(config)?;
     Ok(Stages {
         context,
         analyzer,
-        notifiers: notifiers(config)?,
+        notifiers: notifiers(config, store)?,
     })
 }
 
@@ -57,12 +58,7 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
 }
 
 /// The configured sinks, in delivery order.
-fn notifiers(config: &Config) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
-    if config.slack.is_enabled() {
-        tracing::warn!(
-            "Slack delivery is not available yet; use notify.stdout, notify.file or webhook.url"
-        );
-    }
+fn notifiers(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     if config.notify.stdout {
         notifiers.push(Arc::new(StdoutNotifier::new(config.notify.stdout_format)));
@@ -72,15 +68,63 @@ fn notifiers(config: &Config) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
             .with_context(|| format!("notify.file: cannot open {}", config.notify.file))?;
         notifiers.push(Arc::new(sink));
     }
+    let filter = &config.notify.filter;
     if let Some(url) = &config.webhook.url {
-        let sink = WebhookNotifier::new(
+        let hook = &config.webhook;
+        let sink = WebhookNotifier::with_auth(
             url.clone(),
-            Duration::from_secs(config.webhook.timeout_secs),
+            hook.authorization.clone(),
+            Duration::from_secs(hook.timeout_secs),
+            hook.max_retries,
         )
         .map_err(anyhow::Error::msg)?;
-        notifiers.push(Arc::new(sink));
+        notifiers.push(Arc::new(
+            Filtered::new(sink, filter).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    if let Some(sink) = slack(config, store)? {
+        notifiers.push(Arc::new(
+            Filtered::new(sink, filter).map_err(anyhow::Error::msg)?,
+        ));
     }
     Ok(notifiers)
+}
+
+/// Where Slack messages link to.
+pub fn links(config: &Config) -> Links {
+    Links {
+        aiops_url: config.notify.public_url.clone(),
+        grafana_url: config.grafana.url.clone(),
+        grafana_datasource: config.grafana.prometheus_datasource.clone(),
+    }
+}
+
+/// The Slack sink: bot-token mode (threads) when a token is set, else incoming-webhook mode.
+fn slack(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<SlackNotifier>> {
+    let slack = &config.slack;
+    let links = links(config);
+    let timeout = Duration::from_secs(slack.timeout_secs);
+    let sink = match (&slack.bot_token, &slack.webhook_url) {
+        (Some(token), _) => SlackNotifier::bot(
+            token.clone(),
+            &slack.api_url,
+            &slack.channel,
+            slack.routes.clone(),
+            store,
+            links,
+            timeout,
+            slack.max_retries,
+        ),
+        (None, Some(url)) => SlackNotifier::webhook(url.clone(), links, timeout, slack.max_retries),
+        (None, None) => return Ok(None),
+    };
+    let sink = sink.map_err(anyhow::Error::msg)?;
+    if slack.bot_token.is_some() && slack.webhook_url.is_some() {
+        tracing::info!(
+            "slack.bot_token and slack.webhook_url are both set: posting with the bot token"
+        );
+    }
+    Ok(Some(sink))
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C: the API stops accepting, then running jobs get the grace
@@ -96,7 +140,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 aiops_store::redact_url(&config.store.url)
             )
         })?;
-    let stages = stages(&config)?;
+    let stages = stages(&config, store.clone())?;
     let worker = Arc::new(Worker::new(
         store.clone(),
         stages,

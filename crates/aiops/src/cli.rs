@@ -31,8 +31,12 @@ enum Command {
         /// The JSON file, or - for standard input.
         input: String,
         /// Print the analysis as JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "slack")]
         json: bool,
+        /// Print the Slack message (Block Kit JSON) that would be posted, e.g. for Slack's Block Kit
+        /// Builder.
+        #[arg(long)]
+        slack: bool,
     },
     /// Print the effective configuration with secrets masked, or say what is wrong with it.
     CheckConfig,
@@ -51,9 +55,14 @@ pub fn main() -> anyhow::Result<()> {
             telemetry::init(&config.log)?;
             runtime()?.block_on(app::serve(config))
         }
-        Command::Analyze { input, json } => {
+        Command::Analyze { input, json, slack } => {
             telemetry::init(&config.log)?;
-            runtime()?.block_on(analyze_once(config, &input, json))
+            let format = match (json, slack) {
+                (true, _) => Output::Json,
+                (_, true) => Output::Slack,
+                _ => Output::Text,
+            };
+            runtime()?.block_on(analyze_once(config, &input, format))
         }
     }
 }
@@ -65,7 +74,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn analyze_once(config: Config, input: &str, json: bool) -> anyhow::Result<()> {
+/// How `aiops analyze` prints.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Text,
+    Json,
+    Slack,
+}
+
+async fn analyze_once(config: Config, input: &str, format: Output) -> anyhow::Result<()> {
     let body = if input == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -79,33 +96,39 @@ async fn analyze_once(config: Config, input: &str, json: bool) -> anyhow::Result
         .with_context(|| {
             format!("{input} is neither an Alertmanager webhook payload nor an alert")
         })?;
-    let stages = app::stages(&config)?;
+    // Only the analysis: `aiops analyze` prints, it never notifies.
+    let (context, analyzer) = app::analysis(&config)?;
     let analysis = match payload.status {
         aiops_model::AlertStatus::Resolved => None,
         aiops_model::AlertStatus::Firing => {
-            let context = stages
-                .context
+            let context = context
                 .gather(&payload)
                 .await
                 .context("gathering context failed")?;
             Some(
-                stages
-                    .analyzer
+                analyzer
                     .analyze(&payload, &context)
                     .await
                     .context("the analysis failed")?,
             )
         }
     };
-    let doc = Document::new(&Notification {
+    let notification = Notification {
         job_id: aiops_model::JobId::new(),
         payload: &payload,
         analysis: analysis.as_ref(),
-    });
-    if json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", doc.to_text());
+    };
+    match format {
+        Output::Text => print!("{}", Document::new(&notification).to_text()),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&Document::new(&notification))?
+        ),
+        Output::Slack => {
+            let links = app::links(&config);
+            let message = aiops_notify::slack::blocks::message(&notification, &links);
+            println!("{}", serde_json::to_string_pretty(&message)?);
+        }
     }
     Ok(())
 }

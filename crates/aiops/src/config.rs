@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aiops_context::{ContextConfig, LokiConfig, PrometheusConfig};
 use aiops_ingest::ServerConfig;
-use aiops_notify::{NotifyConfig, SlackConfig, WebhookConfig};
+use aiops_notify::{GrafanaConfig, NotifyConfig, SlackConfig, WebhookConfig};
 use aiops_rca::{LlmConfig, RulesConfig};
 use aiops_store::StoreConfig;
 use aiops_worker::WorkerConfig;
@@ -40,6 +40,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub grafana: GrafanaConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -133,7 +135,10 @@ impl Config {
             &mut slack.bot_token,
             slack.bot_token_file.as_deref(),
         ))?;
+        check(self.slack.validate())?;
         self.webhook.url = non_empty(self.webhook.url.take());
+        self.webhook.authorization = non_empty(self.webhook.authorization.take());
+        check(self.notify.filter.validate())?;
         if !self.notify.stdout
             && self.notify.file.is_empty()
             && self.webhook.url.is_none()

@@ -72,6 +72,39 @@ fn check_config_masks_secrets_and_names_unknown_keys() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("from-a-file"));
+    // Slack's bot mode needs a default channel; the error names the key, never the token.
+    let out = aiops(
+        &["check-config"],
+        &[("AIOPS__SLACK__BOT_TOKEN", "xoxb-canary-123")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("slack.channel") && !err.contains("canary"),
+        "{err}"
+    );
+    let out = aiops(
+        &["check-config"],
+        &[("AIOPS__NOTIFY__FILTER__ALERTNAME", "Node(")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("notify.filter.alertname"),
+        "{out:?}"
+    );
+    let out = aiops(
+        &["check-config"],
+        &[
+            (
+                "AIOPS__WEBHOOK__URL",
+                "https://hooks.example.com/canary-url",
+            ),
+            ("AIOPS__WEBHOOK__AUTHORIZATION", "Bearer canary-auth"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("canary"), "{text}");
 }
 
 #[test]
@@ -95,6 +128,11 @@ fn analyze_runs_the_pipeline_once_without_a_daemon() {
     let out = aiops(&["analyze", "--json", input.to_str().expect("path")], &[]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["analysis"]["category"], "dependency_failure");
+
+    let out = aiops(&["analyze", "--slack", input.to_str().expect("path")], &[]);
+    let message: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(message["blocks"][0]["type"], "header", "{message}");
+    assert_eq!(message["attachments"][0]["color"], "#E01E5A", "{message}");
 
     std::fs::write(&input, "{\"nope\": 1}").expect("write");
     let out = aiops(&["analyze", input.to_str().expect("path")], &[]);
@@ -129,7 +167,7 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
     assert_eq!(record["attempts"], 2);
     let error = record["last_error"].as_str().unwrap_or_default();
     assert!(
-        error.starts_with("notify: webhook: webhook request failed"),
+        error.starts_with("notify: webhook: request failed"),
         "{record}"
     );
     // The stdout sink delivered on the first attempt and was not repeated.
@@ -180,4 +218,96 @@ async fn sigterm_stops_the_daemon_cleanly_and_keeps_accepted_work() {
     let daemon = Daemon::start(dir.path(), &[]).await;
     let status = daemon.drain(Duration::from_secs(30)).await;
     assert_eq!(status["done"], 1, "{status}");
+}
+
+#[tokio::test]
+async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_restart() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const TOKEN: &str = "xoxb-999-canary-bot-token";
+    let slack = MockServer::start().await;
+    // Slack's Web API answer: the channel's id and the message's ts.
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "ok": true, "channel": "C0ALERTS", "ts": "1700000000.000100",
+            "message": {"type": "message", "ts": "1700000000.000100"},
+        })))
+        .mount(&slack)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("AIOPS__SLACK__BOT_TOKEN", TOKEN.to_owned()),
+        ("AIOPS__SLACK__CHANNEL", "#alerts".to_owned()),
+        ("AIOPS__SLACK__API_URL", format!("{}/api", slack.uri())),
+        (
+            "AIOPS__NOTIFY__PUBLIC_URL",
+            "https://aiops.example.com".to_owned(),
+        ),
+        ("AIOPS__WORKER__POLL_INTERVAL_MS", "100".to_owned()),
+    ];
+    let daemon = Daemon::start(dir.path(), &env).await;
+    let (status, body) = daemon
+        .post_webhook(fixture("target-down-group-firing.json"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let firing = body["job_id"].as_str().expect("id").to_owned();
+    daemon.drain(Duration::from_secs(30)).await;
+    let record = daemon.get(&format!("/analyses/{firing}")).await;
+    let deliveries = record["deliveries"].as_array().expect("deliveries");
+    assert!(
+        deliveries
+            .iter()
+            .any(|d| d["sink"] == "slack" && d["detail"] == "1700000000.000100"),
+        "{record}"
+    );
+    assert!(
+        daemon.terminate(Duration::from_secs(20)),
+        "{}",
+        "clean exit"
+    );
+
+    // The resolution arrives after a restart: it still replies in the incident's thread.
+    let daemon = Daemon::start(dir.path(), &env).await;
+    let (status, _) = daemon
+        .post_webhook(fixture("target-down-group-resolved.json"))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    daemon.drain(Duration::from_secs(30)).await;
+
+    let sent: Vec<serde_json::Value> = slack
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["channel"], "#alerts");
+    assert!(sent[0].get("thread_ts").is_none());
+    assert!(
+        sent[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("https://aiops.example.com/analyses/{firing}"))),
+        "{}",
+        sent[0]["text"]
+    );
+    assert_eq!(sent[1]["channel"], "C0ALERTS", "the thread's channel");
+    assert_eq!(sent[1]["thread_ts"], "1700000000.000100");
+    assert!(
+        sent[1]["blocks"][0]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Resolved"))
+    );
+    let log = daemon.log();
+    let metrics = daemon.metrics().await;
+    let status = daemon.get("/queue/status").await.to_string();
+    for shown in [&log, &metrics, &status] {
+        assert!(
+            !shown.contains("canary-bot-token"),
+            "the token leaked: {shown}"
+        );
+    }
 }

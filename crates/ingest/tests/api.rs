@@ -551,6 +551,24 @@ impl Store for DownStore {
     async fn ping(&self) -> Result<(), aiops_model::StoreError> {
         down()
     }
+    async fn thread(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<aiops_model::Thread>, aiops_model::StoreError> {
+        down()
+    }
+    async fn save_thread(
+        &self,
+        _: &str,
+        _: &str,
+        _: &aiops_model::Thread,
+    ) -> Result<aiops_model::Thread, aiops_model::StoreError> {
+        down()
+    }
+    async fn close_thread(&self, _: &str, _: &str) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
     async fn wait_for_work(&self, max: Duration) {
         tokio::time::sleep(max).await;
     }

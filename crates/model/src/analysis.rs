@@ -56,6 +56,9 @@ pub struct EvidenceRef {
     pub id: String,
     #[serde(default)]
     pub note: String,
+    /// The evidence's query, copied from the context, so a notification can link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// Who wrote the analysis and what it cost.

@@ -32,4 +32,5 @@ pub use job::{
 pub use metrics::Metrics;
 pub use ports::{
     Analyzer, AttemptEnd, ContextSource, Notification, Notifier, StageError, Store, StoreError,
+    Thread,
 };

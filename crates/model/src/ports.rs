@@ -69,6 +69,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn counts(&self) -> Result<QueueCounts, StoreError>;
     /// Answers when the store can serve reads and writes.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The open message a sink started for an alert group (its incident thread), if any.
+    async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError>;
+    /// Records the message a sink started for a group. The first record wins: the answer is the
+    /// thread that is stored, which is another one if a concurrent delivery got there first.
+    async fn save_thread(
+        &self,
+        group_key: &str,
+        sink: &str,
+        thread: &Thread,
+    ) -> Result<Thread, StoreError>;
+    /// Closes a group's open thread (the incident resolved): the group firing again starts a new one.
+    async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
     /// Waits until a job may have become due, or `max` passed.
     async fn wait_for_work(&self, max: Duration);
 }
@@ -133,6 +145,15 @@ pub struct Notification<'a> {
     pub job_id: JobId,
     pub payload: &'a WebhookPayload,
     pub analysis: Option<&'a Analysis>,
+}
+
+/// A sink's first message for an alert group, which later notifications reply to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Thread {
+    /// Where the message is (a Slack channel id).
+    pub channel: String,
+    /// The message's id (a Slack `ts`).
+    pub ts: String,
 }
 
 /// A place analyses are delivered to.

@@ -1,20 +1,27 @@
 //! Notification sinks for aiops: where analyses and resolutions are delivered.
 //!
 //! # Layout
-//! - [`NotifyConfig`], [`WebhookConfig`], [`SlackConfig`]: the `[notify]`, `[webhook]` and `[slack]`
-//!   sections.
+//! - [`NotifyConfig`], [`WebhookConfig`], [`SlackConfig`], [`GrafanaConfig`]: the `[notify]`,
+//!   `[webhook]`, `[slack]` and `[grafana]` sections.
 //! - [`Document`]: the JSON document the webhook and file sinks send, and the stdout sink prints.
 //! - [`StdoutNotifier`]: a readable text block (or the JSON document) per delivery on stdout.
 //! - [`FileNotifier`]: the JSON document appended as one line to a file, at most once per job.
 //! - [`WebhookNotifier`]: the JSON document POSTed to a URL.
-//!
-//! Slack delivery lands with the notify issue; its configuration keys are already here.
+//! - [`SlackNotifier`] (`slack`): Block Kit messages by incoming webhook, or by bot token with one
+//!   thread per incident.
+//! - [`Filtered`] (`filter`): what gets notified remotely, by severity, alert name and labels.
+//! - `http`: POSTs with retries on 429 (honouring `Retry-After`), 5xx and timeouts.
 #![forbid(unsafe_code)]
 
 mod document;
 mod file;
+pub mod filter;
+mod http;
+pub mod slack;
 mod stdout;
 mod webhook;
+
+use std::collections::BTreeMap;
 
 use aiops_model::secret::serialize_masked;
 use secrecy::SecretString;
@@ -22,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 pub use document::Document;
 pub use file::FileNotifier;
+pub use filter::{Filter, Filtered};
+pub use slack::{Links, Route, SlackNotifier};
 pub use stdout::{StdoutFormat, StdoutNotifier};
 pub use webhook::WebhookNotifier;
 
@@ -38,6 +47,12 @@ pub struct NotifyConfig {
     /// Append each delivery as a JSON line to this file. Empty: off.
     #[serde(default)]
     pub file: String,
+    /// aiops' own URL as people reach it, for links to the full analysis. Empty: paths only.
+    #[serde(default)]
+    pub public_url: String,
+    /// What gets notified through Slack and the webhook; every job is still stored and analyzed.
+    #[serde(default)]
+    pub filter: Filter,
 }
 
 fn default_true() -> bool {
@@ -50,28 +65,44 @@ impl Default for NotifyConfig {
             stdout: true,
             stdout_format: StdoutFormat::default(),
             file: String::new(),
+            public_url: String::new(),
+            filter: Filter::default(),
         }
     }
 }
 
 /// The `[webhook]` section: a generic HTTP sink.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// POST each delivery's JSON document here. Treated as a secret: URLs often carry tokens.
     #[serde(default, serialize_with = "serialize_masked")]
     pub url: Option<SecretString>,
+    /// Sent as the `Authorization` header, e.g. `Bearer …`. Secret.
+    #[serde(default, serialize_with = "serialize_masked")]
+    pub authorization: Option<SecretString>,
     /// Per-request timeout.
-    #[serde(default = "default_webhook_timeout_secs")]
+    #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Retries of a request that got 429, a 5xx or no answer in time.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
 }
 
-fn default_webhook_timeout_secs() -> u64 {
+fn default_timeout_secs() -> u64 {
     10
 }
 
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
 /// The `[slack]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// An incoming-webhook URL. Secret.
@@ -87,10 +118,90 @@ pub struct SlackConfig {
     /// The default channel in bot-token mode.
     #[serde(default)]
     pub channel: String,
+    /// Channels by labels in bot-token mode, first match wins, e.g.
+    /// `[[slack.routes]] labels = { team = "db" } channel = "#db-oncall"`.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// The Web API's base URL.
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Retries of a request that got 429, a 5xx or no answer in time.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+}
+
+/// The `[grafana]` section: where Explore links point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrafanaConfig {
+    /// Grafana's URL as people reach it. Empty: no Explore links.
+    pub url: String,
+    /// The uid of the Prometheus datasource Explore opens.
+    pub prometheus_datasource: String,
+}
+
+impl Default for GrafanaConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            prometheus_datasource: "prometheus".into(),
+        }
+    }
+}
+
+/// Label values of a filter or route, as given.
+pub type LabelMap = BTreeMap<String, String>;
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            authorization: None,
+            timeout_secs: default_timeout_secs(),
+            max_retries: default_retries(),
+        }
+    }
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_url_file: None,
+            bot_token: None,
+            bot_token_file: None,
+            channel: String::new(),
+            routes: Vec::new(),
+            api_url: default_slack_api(),
+            timeout_secs: default_timeout_secs(),
+            max_retries: default_retries(),
+        }
+    }
 }
 
 impl SlackConfig {
     pub fn is_enabled(&self) -> bool {
         self.webhook_url.is_some() || self.bot_token.is_some()
+    }
+
+    /// Checks what bot-token mode needs: a default channel, routes with channels, the API's URL.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bot_token.is_none() {
+            return Ok(());
+        }
+        if self.channel.trim().is_empty() {
+            return Err(
+                "slack.channel is required with slack.bot_token (routes fall back to it)".into(),
+            );
+        }
+        if let Some(i) = self.routes.iter().position(|r| r.channel.trim().is_empty()) {
+            return Err(format!("slack.routes[{i}].channel is empty"));
+        }
+        reqwest::Url::parse(&self.api_url)
+            .map(drop)
+            .map_err(|e| format!("slack.api_url is not a URL: {e}"))
     }
 }

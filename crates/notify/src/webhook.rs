@@ -1,29 +1,53 @@
-//! The generic webhook sink: POSTs the JSON [`Document`].
+//! The generic webhook sink: POSTs the JSON [`Document`] (the analysis with the group's facts), with
+//! an optional `Authorization` header, retrying 429 (after `Retry-After`), 5xx and timeouts.
 
 use std::time::Duration;
 
 use aiops_model::{Notification, Notifier, StageError};
 use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::Document;
+use crate::http::post_json;
 
 #[derive(Debug)]
 pub struct WebhookNotifier {
     client: reqwest::Client,
     url: SecretString,
+    authorization: Option<SecretString>,
+    retries: u32,
 }
 
 impl WebhookNotifier {
     pub fn new(url: SecretString, timeout: Duration) -> Result<Self, String> {
+        Self::with_auth(url, None, timeout, 0)
+    }
+
+    /// With an `Authorization` header value (secret) and `retries` per delivery.
+    pub fn with_auth(
+        url: SecretString,
+        authorization: Option<SecretString>,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Self, String> {
         reqwest::Url::parse(url.expose_secret())
             .map_err(|e| format!("webhook.url is not a URL: {e}"))?;
+        if let Some(a) = &authorization {
+            HeaderValue::from_str(a.expose_secret())
+                .map_err(|_| "webhook.authorization is not a valid header value".to_owned())?;
+        }
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("aiops/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client, url })
+        Ok(Self {
+            client,
+            url,
+            authorization,
+            retries,
+        })
     }
 }
 
@@ -34,28 +58,23 @@ impl Notifier for WebhookNotifier {
     }
 
     async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError> {
-        let response = self
-            .client
-            .post(self.url.expose_secret())
-            .json(&Document::new(&notification))
-            .send()
-            .await
-            // The URL may carry a token: never let it into an error message.
-            .map_err(|e| {
-                StageError::retriable(format!("webhook request failed: {}", e.without_url()))
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(None);
-        }
-        let message = format!("webhook answered {status}");
-        if status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        let mut headers = HeaderMap::new();
+        if let Some(a) = &self.authorization
+            && let Ok(value) = HeaderValue::from_str(a.expose_secret())
         {
-            Err(StageError::retriable(message))
-        } else {
-            Err(StageError::permanent(message))
+            headers.insert(AUTHORIZATION, value);
         }
+        let body = serde_json::to_value(Document::new(&notification))
+            .map_err(|e| StageError::permanent(format!("cannot encode the document: {e}")))?;
+        post_json(
+            &self.client,
+            self.url.expose_secret(),
+            headers,
+            &body,
+            self.retries,
+            "",
+        )
+        .await
+        .map(|_| None)
     }
 }

@@ -88,3 +88,43 @@ async fn server_errors_are_retriable_client_errors_are_not_and_the_url_never_lea
     assert!(err.retriable, "{err}");
     assert!(!err.message.contains("s3cret"), "{err}");
 }
+
+#[tokio::test]
+async fn sends_the_authorization_header_and_retries_a_503_within_the_delivery() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer hook-s3cret"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let notifier = WebhookNotifier::with_auth(
+        SecretString::from(format!("{}/hook", server.uri())),
+        Some(SecretString::from("Bearer hook-s3cret")),
+        Duration::from_secs(2),
+        1,
+    )
+    .expect("valid");
+    let payload = payload();
+    notifier
+        .deliver(Notification {
+            job_id: JobId::new(),
+            payload: &payload,
+            analysis: None,
+        })
+        .await
+        .expect("delivered on the retry");
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|r| {
+        r.headers
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer hook-s3cret")
+    }));
+    assert!(!format!("{notifier:?}").contains("s3cret"));
+}

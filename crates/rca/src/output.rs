@@ -97,8 +97,11 @@ pub fn parse(content: &str, context: &Context, info: AnalyzerInfo) -> Result<Ana
             DraftRef::Full { id, note } => (id, note),
             DraftRef::Id(id) => (id, String::new()),
         };
-        if context.evidence(&id).is_some() && !evidence.iter().any(|e| e.id == id) {
-            evidence.push(EvidenceRef { id, note });
+        if let Some(found) = context.evidence(&id)
+            && !evidence.iter().any(|e| e.id == id)
+        {
+            let query = found.query.clone();
+            evidence.push(EvidenceRef { id, note, query });
         }
     }
     Ok(Analysis {

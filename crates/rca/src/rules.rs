@@ -196,6 +196,7 @@ impl RulesAnalyzer {
             .map(|(e, why)| EvidenceRef {
                 id: e.id.clone(),
                 note: note(e, *why),
+                query: e.query.clone(),
             })
             .collect();
 
@@ -354,39 +355,64 @@ fn metric_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// `{label}` placeholders filled with the group's label values (or `<label>` when it has none).
+/// The labels `{label}` placeholders name.
+const PLACEHOLDERS: [&str; 6] = [
+    "instance",
+    "pod",
+    "namespace",
+    "service",
+    "job",
+    "container",
+];
+
+/// The group's distinct values of a label (or `<label>` when it has none).
+fn label_values(payload: &WebhookPayload, label: &str) -> Vec<String> {
+    let mut values: Vec<&str> = payload
+        .alerts
+        .iter()
+        .filter_map(|a| a.labels.get(label).map(String::as_str))
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    match (values.is_empty(), label) {
+        // A service is often only named by its job.
+        (true, "service") => vec![payload.label("job").unwrap_or("<service>").to_owned()],
+        (true, _) => vec![format!("<{label}>")],
+        (false, _) => values.into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// `{label}` placeholders filled with the group's label values. With several values (a group of
+/// alerts), a PromQL matcher `label="{label}"` becomes `label=~"a|b"`, a command in backticks gets
+/// the first value (a command line runs on one host), and prose lists them all.
 fn fill(text: &str, payload: &WebhookPayload, alertname: &str) -> String {
     let mut out = text.to_owned();
-    for label in [
-        "instance",
-        "pod",
-        "namespace",
-        "service",
-        "job",
-        "container",
-    ] {
+    for label in PLACEHOLDERS {
         let placeholder = format!("{{{label}}}");
-        if out.contains(&placeholder) {
-            let mut values: Vec<&str> = payload
-                .alerts
-                .iter()
-                .filter_map(|a| a.labels.get(label).map(String::as_str))
-                .collect();
-            values.sort_unstable();
-            values.dedup();
-            let value = match values.as_slice() {
-                [] => match label {
-                    // A service is often only named by its job.
-                    "service" => payload
-                        .label("job")
-                        .map_or("<service>".to_owned(), str::to_owned),
-                    _ => format!("<{label}>"),
-                },
-                [one] => (*one).to_owned(),
-                many => many.join(", "),
-            };
-            out = out.replace(&placeholder, &value);
+        if !out.contains(&placeholder) {
+            continue;
         }
+        let values = label_values(payload, label);
+        if values.len() > 1 {
+            let alternatives = values
+                .iter()
+                .map(|v| v.replace('\\', "\\\\").replace('"', "\\\""))
+                .collect::<Vec<_>>()
+                .join("|");
+            out = out.replace(
+                &format!("{label}=\"{placeholder}\""),
+                &format!("{label}=~\"{alternatives}\""),
+            );
+        }
+        out = out
+            .split('`')
+            .enumerate()
+            .map(|(i, part)| match i % 2 {
+                1 => part.replace(&placeholder, &values[0]),
+                _ => part.replace(&placeholder, &values.join(", ")),
+            })
+            .collect::<Vec<_>>()
+            .join("`");
     }
     out.replace("{alertname}", alertname)
 }
@@ -417,5 +443,27 @@ mod tests {
         )
         .expect_err("bad category");
         assert!(err.contains("mine.toml") && err.contains("\"x\""), "{err}");
+    }
+    #[test]
+    fn a_group_of_alerts_fills_queries_commands_and_prose_each_in_its_way() {
+        let raw =
+            include_str!("../../../tests/fixtures/alertmanager/target-down-group-firing.json");
+        let payload = aiops_model::alertmanager::parse_webhook(raw.as_bytes()).expect("parses");
+        assert_eq!(
+            fill(r#"up{instance="{instance}"}"#, &payload, "TargetDown"),
+            r#"up{instance=~"127.0.0.1:19997|127.0.0.1:19998"}"#
+        );
+        assert_eq!(
+            fill(
+                "Run `curl http://{instance}/metrics` on {instance} ({job}).",
+                &payload,
+                "x"
+            ),
+            "Run `curl http://127.0.0.1:19997/metrics` on 127.0.0.1:19997, 127.0.0.1:19998 (api)."
+        );
+        assert_eq!(
+            fill("{pod} {alertname}", &payload, "TargetDown"),
+            "<pod> TargetDown"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
     AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource,
-    JobState, NewJob, QueueCounts, Store, StoreError,
+    JobState, NewJob, QueueCounts, Store, StoreError, Thread,
 };
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -39,13 +39,19 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(2, "threads", include_str!("../migrations/0002_threads.sql")),
+    ])
 }
 
 /// Ends a running attempt: the lease-guarded update of [`SqliteStore::end_attempt`].
@@ -434,6 +440,54 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
+        let row = sqlx::query("SELECT channel, ts FROM threads WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL")
+            .bind(group_key.to_owned())
+            .bind(sink.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        row.map(|row| {
+            Ok(Thread {
+                channel: get(&row, "channel")?,
+                ts: get(&row, "ts")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_thread(
+        &self,
+        group_key: &str,
+        sink: &str,
+        thread: &Thread,
+    ) -> Result<Thread, StoreError> {
+        let insert = sqlx::query(
+            "INSERT INTO threads (group_key, sink, channel, ts, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (group_key, sink) WHERE closed_at IS NULL DO NOTHING",
+        )
+        .bind(group_key.to_owned())
+        .bind(sink.to_owned())
+        .bind(thread.channel.clone())
+        .bind(thread.ts.clone())
+        .bind(self.now());
+        self.execute(vec![insert], false).await?;
+        // Committed (and fsynced) before the answer: the reader sees whichever record won.
+        self.thread(group_key, sink)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("the thread record vanished".into()))
+    }
+
+    async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {
+        let close = sqlx::query(
+            "UPDATE threads SET closed_at = ?3 WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",
+        )
+        .bind(group_key.to_owned())
+        .bind(sink.to_owned())
+        .bind(self.now());
+        self.execute(vec![close], false).await.map(drop)
+    }
+
     async fn wait_for_work(&self, max: Duration) {
         let _ = tokio::time::timeout(max, self.work.notified()).await;
     }
@@ -531,6 +585,17 @@ impl Maintenance {
                 })
                 .await?;
             }
+            // Incident threads older than the history: a group firing again starts a new one.
+            self.in_slices(|| {
+                vec![
+                    sqlx::query(
+                        "DELETE FROM threads WHERE rowid IN
+                         (SELECT rowid FROM threads WHERE created_at < ?1 LIMIT 5000)",
+                    )
+                    .bind(before),
+                ]
+            })
+            .await?;
         }
         Ok(())
     }

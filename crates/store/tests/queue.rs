@@ -527,3 +527,52 @@ async fn purging_removes_expired_dedup_keys_and_old_history_only() {
         assert_eq!(n, expected, "{sql}");
     }
 }
+
+#[tokio::test]
+async fn the_first_thread_of_a_group_wins_and_survives_reopening() {
+    let h = harness(StoreConfig::default()).await;
+    let group = "{}:{alertname=\"TargetDown\"}";
+    assert_eq!(h.store.thread(group, "slack").await.expect("read"), None);
+    let first = aiops_model::Thread {
+        channel: "C1".into(),
+        ts: "1700000000.000100".into(),
+    };
+    let second = aiops_model::Thread {
+        channel: "C1".into(),
+        ts: "1700000001.000200".into(),
+    };
+    let (a, b) = tokio::join!(
+        h.store.save_thread(group, "slack", &first),
+        h.store.save_thread(group, "slack", &second)
+    );
+    let (a, b) = (a.expect("save"), b.expect("save"));
+    assert_eq!(a, b, "both deliveries learn the one thread that is stored");
+    assert!(a == first || a == second);
+    assert_eq!(
+        h.store.thread(group, "other-sink").await.expect("read"),
+        None
+    );
+    let h = h.reopen().await;
+    assert_eq!(
+        h.store.thread(group, "slack").await.expect("read"),
+        Some(a.clone())
+    );
+
+    // The resolution closes the incident: the group firing again starts a new thread.
+    h.store.close_thread(group, "slack").await.expect("close");
+    assert_eq!(h.store.thread(group, "slack").await.expect("read"), None);
+    let next = aiops_model::Thread {
+        channel: "C1".into(),
+        ts: "1700009999.000300".into(),
+    };
+    let stored = h
+        .store
+        .save_thread(group, "slack", &next)
+        .await
+        .expect("save");
+    assert_eq!(
+        stored, next,
+        "a closed thread does not block the next incident"
+    );
+    assert_ne!(stored, a);
+}

@@ -1,0 +1,102 @@
+//! POSTing JSON to a remote sink: retries on 429 (never sooner than `Retry-After`), 5xx, timeouts and
+//! connection errors, with exponential backoff and jitter; any other 4xx is final. Error messages
+//! never carry the URL, which is a secret for webhooks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aiops_model::StageError;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio_retry::RetryIf;
+use tokio_retry::strategy::{ExponentialBackoff, jitter};
+
+/// `Retry-After` longer than this is capped; the job's own retry takes over after the last attempt.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// An answer with a 2xx status: its body.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: String,
+}
+
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    retriable: bool,
+}
+
+/// POSTs `body` to `url`, retrying up to `retries` times. `who` names the remote in errors (empty:
+/// the sink's name, which the worker puts before every error, says it).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: &Value,
+    retries: u32,
+    who: &str,
+) -> Result<Answer, StageError> {
+    let retry_after: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let wait = retry_after.clone();
+    let strategy = ExponentialBackoff::from_millis(2)
+        .factor(250)
+        .max_delay(Duration::from_secs(10))
+        .map(jitter)
+        .map(move |d| {
+            let asked = wait.lock().unwrap_or_else(|e| e.into_inner()).take();
+            asked.map_or(d, |a| a.max(d))
+        })
+        .take(retries as usize);
+    let named = |what: String| match who.is_empty() {
+        true => what,
+        false => format!("{who} {what}"),
+    };
+    let attempt = || async {
+        let response = client
+            .post(url)
+            .headers(headers.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Failure {
+                retriable: true,
+                // The URL may carry a token: never let it into an error message.
+                message: named(match e.is_timeout() {
+                    true => "gave no answer in time".to_owned(),
+                    false => format!("request failed: {}", e.without_url()),
+                }),
+            })?;
+        let status = response.status();
+        let asked = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let text = response.text().await.map_err(|e| Failure {
+            retriable: true,
+            message: named(format!("answer broke off: {}", e.without_url())),
+        })?;
+        if status.is_success() {
+            return Ok(Answer { body: text });
+        }
+        *retry_after.lock().unwrap_or_else(|e| e.into_inner()) = asked;
+        let detail: String = text.trim().chars().take(200).collect();
+        Err(Failure {
+            retriable: status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status.is_server_error(),
+            message: named(match detail.is_empty() {
+                true => format!("answered {status}"),
+                false => format!("answered {status}: {detail}"),
+            }),
+        })
+    };
+    RetryIf::start(strategy, attempt, |f: &Failure| f.retriable)
+        .await
+        .map_err(|f| match f.retriable {
+            true => StageError::retriable(f.message),
+            false => StageError::permanent(f.message),
+        })
+}

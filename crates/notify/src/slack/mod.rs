@@ -1,0 +1,267 @@
+//! The Slack sink, in two modes.
+//!
+//! - **Incoming webhook** (`slack.webhook_url`): each notification is a message of its own; Slack
+//!   answers `ok` as text, or a 4xx with a reason (`invalid_blocks`, `no_text`, …).
+//! - **Bot token** (`slack.bot_token`): `chat.postMessage` to a channel chosen by the group's labels
+//!   (`slack.routes`, else `slack.channel`). The first message of an incident (an alert group) is
+//!   posted to the channel and its `ts` is stored; the repeats, partial resolutions and the resolution
+//!   reply in its thread. The resolution closes the incident: the group firing again later starts a
+//!   new thread. A resolution without a thread (its firing was never posted) is a message of its own. The Web API answers HTTP 200 with `ok: false` and an `error` for its own
+//!   failures; `ratelimited` is retried like a 429.
+//!
+//! Mattermost accepts the same incoming-webhook payload: it shows the top-level `text` and the
+//! attachment's colour (it ignores Block Kit blocks).
+
+pub mod blocks;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_model::alertmanager::AlertStatus;
+use aiops_model::{Notification, Notifier, StageError, Store, Thread, WebhookPayload};
+use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::http::post_json;
+pub use blocks::Links;
+
+/// The name deliveries and threads are recorded under.
+pub const SINK: &str = "slack";
+
+/// A channel for groups whose labels match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Label name → value; all must match (the group's common labels, else its first alert's).
+    pub labels: BTreeMap<String, String>,
+    pub channel: String,
+}
+
+/// How the sink talks to Slack.
+#[derive(Debug)]
+enum Mode {
+    Webhook(SecretString),
+    Bot {
+        token: SecretString,
+        api_url: String,
+        default_channel: String,
+        routes: Vec<Route>,
+        store: Arc<dyn Store>,
+    },
+}
+
+/// The Slack sink.
+#[derive(Debug)]
+pub struct SlackNotifier {
+    client: reqwest::Client,
+    mode: Mode,
+    links: Links,
+    retries: u32,
+}
+
+#[derive(Deserialize)]
+struct PostMessageAnswer {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+}
+
+/// Web API errors worth retrying; every other `error` is final.
+const TRANSIENT: [&str; 5] = [
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("aiops/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+impl SlackNotifier {
+    /// Incoming-webhook mode.
+    pub fn webhook(
+        url: SecretString,
+        links: Links,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Self, String> {
+        reqwest::Url::parse(url.expose_secret())
+            .map_err(|e| format!("slack.webhook_url is not a URL: {e}"))?;
+        Ok(Self {
+            client: client(timeout)?,
+            mode: Mode::Webhook(url),
+            links,
+            retries,
+        })
+    }
+
+    /// Bot-token mode: `chat.postMessage` at `api_url` (`https://slack.com/api`), threads in `store`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bot(
+        token: SecretString,
+        api_url: &str,
+        default_channel: &str,
+        routes: Vec<Route>,
+        store: Arc<dyn Store>,
+        links: Links,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Self, String> {
+        reqwest::Url::parse(api_url).map_err(|e| format!("slack.api_url is not a URL: {e}"))?;
+        if default_channel.trim().is_empty() {
+            return Err("slack.channel is required with slack.bot_token".into());
+        }
+        Ok(Self {
+            client: client(timeout)?,
+            mode: Mode::Bot {
+                token,
+                api_url: api_url.trim_end_matches('/').to_owned(),
+                default_channel: default_channel.to_owned(),
+                routes,
+                store,
+            },
+            links,
+            retries,
+        })
+    }
+}
+
+/// The channel of the first route whose labels all match the group, else the default.
+pub fn route<'a>(routes: &'a [Route], default: &'a str, payload: &WebhookPayload) -> &'a str {
+    routes
+        .iter()
+        .find(|r| {
+            r.labels
+                .iter()
+                .all(|(k, v)| payload.label(k) == Some(v.as_str()))
+        })
+        .map_or(default, |r| r.channel.as_str())
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    fn name(&self) -> &str {
+        SINK
+    }
+
+    async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError> {
+        let mut body = blocks::message(&notification, &self.links);
+        match &self.mode {
+            Mode::Webhook(url) => {
+                let answer = post_json(
+                    &self.client,
+                    url.expose_secret(),
+                    HeaderMap::new(),
+                    &body,
+                    self.retries,
+                    "Slack webhook",
+                )
+                .await?;
+                // Slack answers "ok"; Mattermost answers "ok" or an empty body.
+                match answer.body.trim() {
+                    "ok" | "" => Ok(None),
+                    other => Err(StageError::permanent(format!(
+                        "Slack webhook answered {:?}",
+                        other.chars().take(200).collect::<String>()
+                    ))),
+                }
+            }
+            Mode::Bot {
+                token,
+                api_url,
+                default_channel,
+                routes,
+                store,
+            } => {
+                let group = notification.payload.group_key.as_str();
+                let thread = store
+                    .thread(group, SINK)
+                    .await
+                    .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
+                let channel = match &thread {
+                    // An incident stays in the channel its thread is in.
+                    Some(t) => t.channel.clone(),
+                    None => route(routes, default_channel, notification.payload).to_owned(),
+                };
+                body["channel"] = Value::String(channel);
+                if let Some(t) = &thread {
+                    body["thread_ts"] = Value::String(t.ts.clone());
+                }
+                let mut headers = HeaderMap::new();
+                let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                    .map_err(|_| {
+                        StageError::permanent("slack.bot_token is not a valid header value")
+                    })?;
+                headers.insert(AUTHORIZATION, bearer);
+                let url = format!("{api_url}/chat.postMessage");
+                // The Web API reports its own rate limit as ok:false; retry it like a 429.
+                let mut last = None;
+                for _ in 0..=self.retries {
+                    let answer = post_json(
+                        &self.client,
+                        &url,
+                        headers.clone(),
+                        &body,
+                        self.retries,
+                        "Slack API",
+                    )
+                    .await?;
+                    let parsed: PostMessageAnswer =
+                        serde_json::from_str(&answer.body).map_err(|e| {
+                            StageError::retriable(format!(
+                                "Slack API answered something else than JSON: {e}"
+                            ))
+                        })?;
+                    if parsed.ok {
+                        let (Some(channel), Some(ts)) = (parsed.channel, parsed.ts) else {
+                            return Err(StageError::permanent(
+                                "Slack API answered ok without channel and ts",
+                            ));
+                        };
+                        let resolved = notification.payload.status == AlertStatus::Resolved;
+                        match (&thread, resolved) {
+                            // The incident is over: the group firing again starts a new thread.
+                            (Some(_), true) => store.close_thread(group, SINK).await,
+                            (None, false) => {
+                                let started = Thread {
+                                    channel,
+                                    ts: ts.clone(),
+                                };
+                                store.save_thread(group, SINK, &started).await.map(drop)
+                            }
+                            _ => Ok(()),
+                        }
+                        .map_err(|e| {
+                            StageError::retriable(format!("cannot record the thread: {e}"))
+                        })?;
+                        return Ok(Some(ts));
+                    }
+                    let error = parsed.error.unwrap_or_else(|| "unknown_error".into());
+                    if !TRANSIENT.contains(&error.as_str()) {
+                        return Err(StageError::permanent(format!("Slack API: {error}")));
+                    }
+                    last = Some(error);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(StageError::retriable(format!(
+                    "Slack API: {}",
+                    last.unwrap_or_default()
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,980 @@
+//! The Slack sink against fakes of Slack's incoming webhook and Web API (`chat.postMessage`) that
+//! answer in Slack's wire format and reject what Slack rejects (too many blocks, texts over the
+//! limits), and of Mattermost's Slack-compatible incoming webhook. The worker-level cases (a 500
+//! storm, a crash between the delivery and the job's completion) run the real worker and store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aiops_model::alertmanager::parse_webhook;
+use aiops_model::{
+    Analysis, Analyzer, Context, ContextSource, EvidenceRef, JobId, JobSource, JobState,
+    ManualClock, Metrics, NewJob, Notification, Notifier, StageError, Store, WebhookPayload,
+};
+use aiops_notify::{Filter, Filtered, Links, Route, SlackNotifier};
+use aiops_store::{SqliteStore, StoreConfig};
+use aiops_worker::{Outcome, Stages, Worker, WorkerConfig};
+use async_trait::async_trait;
+use regex::Regex;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const HOOK_PATH: &str = "/services/T0001/B0001/s3cretHookToken";
+const BOT_TOKEN: &str = "xoxb-1111-s3cret-bot-token";
+const FIRING: [&str; 5] = [
+    "high-error-rate-k8s.json",
+    "high-load-warning.json",
+    "target-down-group-firing.json",
+    "target-down-group-one-resolved.json",
+    "target-down-single.json",
+];
+
+fn fixture(name: &str) -> WebhookPayload {
+    let path = format!(
+        "{}/../../tests/fixtures/alertmanager/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    parse_webhook(&std::fs::read(&path).expect("fixture")).expect("the fixture parses")
+}
+
+fn analysis(payload: &WebhookPayload) -> Analysis {
+    aiops_rca::analyze_by_rules(payload, &aiops_context::alert_evidence(payload))
+}
+
+fn links() -> Links {
+    Links {
+        aiops_url: "https://aiops.example.com".into(),
+        grafana_url: "https://grafana.example.com".into(),
+        grafana_datasource: "prom-uid".into(),
+    }
+}
+
+/// Every text a message's blocks hold (top level and attachments), in order.
+fn block_texts(blocks: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in blocks {
+        if let Some(t) = b["text"]["text"].as_str() {
+            out.push(t.to_owned());
+        }
+        for key in ["fields", "elements"] {
+            for item in b[key].as_array().into_iter().flatten() {
+                if let Some(t) = item["text"].as_str() {
+                    out.push(t.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn all_blocks(body: &Value) -> Vec<Value> {
+    let mut blocks: Vec<Value> = body["blocks"].as_array().cloned().unwrap_or_default();
+    for a in body["attachments"].as_array().into_iter().flatten() {
+        blocks.extend(a["blocks"].as_array().cloned().unwrap_or_default());
+    }
+    blocks
+}
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// What Slack rejects (https://api.slack.com/reference/block-kit/blocks): the reason, as Slack's
+/// `invalid_blocks`/`no_text` would say it, or nothing.
+fn slack_violations(body: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let text = body["text"].as_str().unwrap_or("");
+    let blocks = all_blocks(body);
+    if text.is_empty() && blocks.is_empty() {
+        bad.push("no_text".to_owned());
+    }
+    if chars(text) > 40_000 {
+        bad.push(format!("text of {} characters", chars(text)));
+    }
+    if blocks.len() > 50 {
+        bad.push(format!("{} blocks", blocks.len()));
+    }
+    for b in &blocks {
+        match b["type"].as_str() {
+            Some("header") => {
+                let t = b["text"]["text"].as_str().unwrap_or("");
+                if b["text"]["type"] != "plain_text" || t.is_empty() || chars(t) > 150 {
+                    bad.push(format!("header {b}"));
+                }
+            }
+            Some("section") => {
+                let fields = b["fields"].as_array();
+                match (b["text"]["text"].as_str(), fields) {
+                    (Some(t), _) if t.is_empty() || chars(t) > 3000 => {
+                        bad.push(format!("section text of {} characters", chars(t)))
+                    }
+                    (Some(_), _) => {}
+                    (None, Some(f))
+                        if f.len() > 10
+                            || f.iter().any(|x| {
+                                let t = x["text"].as_str().unwrap_or("");
+                                t.is_empty() || chars(t) > 2000
+                            }) =>
+                    {
+                        bad.push("section fields".to_owned())
+                    }
+                    (None, Some(_)) => {}
+                    (None, None) => bad.push("a section without text or fields".to_owned()),
+                }
+            }
+            Some("context") => {
+                let elements = b["elements"].as_array().map_or(0, Vec::len);
+                if elements == 0 || elements > 10 {
+                    bad.push("context elements".to_owned());
+                }
+            }
+            Some("divider") => {}
+            other => bad.push(format!("unknown block type {other:?}")),
+        }
+    }
+    let total: usize = block_texts(&blocks).iter().map(|t| chars(t)).sum();
+    if total > 12_000 {
+        bad.push(format!("{total} characters of block text"));
+    }
+    bad
+}
+
+/// A fake of Slack: the incoming webhook answers `ok` or a 400 with Slack's reason; the Web API's
+/// `chat.postMessage` answers `{"ok":true,"channel","ts","message"}` or `{"ok":false,"error"}`.
+#[derive(Debug, Clone, Default)]
+struct FakeSlack {
+    next_ts: Arc<AtomicU64>,
+}
+
+impl Respond for FakeSlack {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let api = request.url.path().ends_with("/chat.postMessage");
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return match api {
+                true => ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": false, "error": "invalid_json"})),
+                false => ResponseTemplate::new(400).set_body_string("invalid_payload"),
+            };
+        };
+        let violations = slack_violations(&body);
+        if !api {
+            return match violations.is_empty() {
+                true => ResponseTemplate::new(200).set_body_string("ok"),
+                false => ResponseTemplate::new(400).set_body_string("invalid_blocks"),
+            };
+        }
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let error = match () {
+            _ if auth.is_none() => Some("not_authed"),
+            _ if auth != Some(&format!("Bearer {BOT_TOKEN}")) => Some("invalid_auth"),
+            _ if !violations.is_empty() => Some("invalid_blocks"),
+            _ if body["channel"].as_str().is_none_or(str::is_empty) => Some("channel_not_found"),
+            _ => None,
+        };
+        if let Some(error) = error {
+            return ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": error}));
+        }
+        // Slack answers with the channel's id, whatever name was posted to.
+        let channel = body["channel"].as_str().unwrap_or("");
+        let id = match channel.strip_prefix('#') {
+            Some(name) => format!("C{}", name.to_uppercase().replace('-', "")),
+            None => channel.to_owned(),
+        };
+        let n = self.next_ts.fetch_add(1, Ordering::SeqCst);
+        let ts = format!("1700000000.{:06}", 100 + n);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true,
+            "channel": id,
+            "ts": ts,
+            "message": {"type": "message", "text": body["text"], "ts": ts},
+        }))
+    }
+}
+
+async fn fake_slack() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(FakeSlack::default())
+        .mount(&server)
+        .await;
+    server
+}
+
+fn webhook_sink(server: &MockServer, retries: u32) -> SlackNotifier {
+    let url = SecretString::from(format!("{}{HOOK_PATH}", server.uri()));
+    SlackNotifier::webhook(url, links(), Duration::from_secs(5), retries).expect("a valid sink")
+}
+
+fn bot_sink(server: &MockServer, store: Arc<dyn Store>, routes: Vec<Route>) -> SlackNotifier {
+    SlackNotifier::bot(
+        SecretString::from(BOT_TOKEN),
+        &format!("{}/api", server.uri()),
+        "#alerts",
+        routes,
+        store,
+        links(),
+        Duration::from_secs(5),
+        1,
+    )
+    .expect("a valid sink")
+}
+
+async fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect()
+}
+
+/// `<url|label>` links in mrkdwn, by label.
+fn link<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let re = Regex::new(r"<([^|>]+)\|([^>]+)>").expect("regex");
+    re.captures_iter(text)
+        .find(|c| c.get(2).is_some_and(|l| l.as_str() == label))
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str())
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let url = reqwest::Url::parse(&url.replace("&amp;", "&")).expect("a URL");
+    let query = url
+        .fragment()
+        .and_then(|f| f.split_once('?').map(|(_, q)| q.to_owned()))
+        .or_else(|| url.query().map(str::to_owned))?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&query)
+        .expect("form-encoded")
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Delivers an analysis; the body Slack accepted.
+async fn post(
+    sink: &SlackNotifier,
+    server: &MockServer,
+    job_id: JobId,
+    payload: &WebhookPayload,
+    analysis: &Analysis,
+) -> Value {
+    let notification = Notification {
+        job_id,
+        payload,
+        analysis: Some(analysis),
+    };
+    if let Err(e) = sink.deliver(notification).await {
+        panic!("{}: Slack rejected the message: {e}", payload.alertname());
+    }
+    let body = bodies(server).await.pop().expect("a request");
+    assert_eq!(slack_violations(&body), Vec::<String>::new(), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn every_fixture_makes_a_block_kit_message_slack_accepts_with_the_right_links() {
+    let server = fake_slack().await;
+    let sink = webhook_sink(&server, 0);
+    for name in FIRING {
+        let payload = fixture(name);
+        let analysis = analysis(&payload);
+        let job_id = JobId::new();
+        let body = post(&sink, &server, job_id, &payload, &analysis).await;
+
+        // The header: status emoji, alert name, severity, how many alerts.
+        let blocks = body["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks[0]["type"], "header", "{name}");
+        let header = blocks[0]["text"]["text"].as_str().expect("header text");
+        let severity = payload.common_labels["severity"].as_str();
+        let count = payload.alerts.len();
+        assert!(header.contains(payload.alertname()), "{name}: {header}");
+        assert!(header.contains(severity), "{name}: {header}");
+        assert!(
+            header.contains(&format!("{count} alert")),
+            "{name}: {header}"
+        );
+        assert!(header.starts_with(['🔥', '⚠']), "{name}: {header}");
+
+        // The identifying labels as fields, one per label the group carries.
+        let fields = blocks[1]["fields"].as_array().expect("a fields section");
+        let expected: Vec<&str> = ["cluster", "namespace", "service", "instance", "job"]
+            .into_iter()
+            .filter(|l| payload.alerts.iter().any(|a| a.labels.contains_key(*l)))
+            .collect();
+        assert_eq!(fields.len(), expected.len(), "{name}: {fields:?}");
+        for (field, label) in fields.iter().zip(&expected) {
+            let text = field["text"].as_str().expect("field text");
+            assert!(text.starts_with(&format!("*{label}*\n")), "{name}: {text}");
+            for alert in &payload.alerts {
+                assert!(text.contains(&alert.labels[*label]), "{name}: {text}");
+            }
+        }
+
+        // The summary, then the probable cause with its confidence.
+        let texts = block_texts(blocks);
+        assert!(
+            texts[1..]
+                .iter()
+                .any(|t| unescape(t).contains(&analysis.summary)),
+            "{name}: {texts:?}"
+        );
+        let cause = texts
+            .iter()
+            .find(|t| t.starts_with("*Probable root cause*"))
+            .expect("a cause section");
+        let percent = format!("{:.0}% confident", analysis.confidence * 100.0);
+        assert!(cause.contains(&percent), "{name}: {cause}");
+        assert!(unescape(cause).contains(&analysis.root_cause), "{name}");
+
+        // The colour bar by severity, then evidence, remediation, links and the context line.
+        let attachment = &body["attachments"][0];
+        let color = match severity {
+            "critical" => "#E01E5A",
+            _ => "#ECB22E",
+        };
+        assert_eq!(attachment["color"], color, "{name}");
+        let detail = block_texts(attachment["blocks"].as_array().expect("attachment blocks"));
+        let with_query: Vec<&EvidenceRef> = analysis
+            .evidence
+            .iter()
+            .filter(|e| e.query.is_some())
+            .collect();
+        assert!(
+            !with_query.is_empty(),
+            "{name}: the rule expression is evidence"
+        );
+        let evidence = detail
+            .iter()
+            .find(|t| t.starts_with("*Evidence*"))
+            .expect("an evidence section");
+        let graph = link(evidence, "graph").expect("a graph link");
+        let generator = reqwest::Url::parse(&payload.alerts[0].generator_url).expect("URL");
+        let graph_url = reqwest::Url::parse(&graph.replace("&amp;", "&")).expect("URL");
+        assert_eq!(
+            (graph_url.host_str(), graph_url.path()),
+            (generator.host_str(), generator.path()),
+            "{name}"
+        );
+        let first_query = with_query[0].query.as_deref().expect("query");
+        assert_eq!(query_param(graph, "g0.expr").as_deref(), Some(first_query));
+        assert!(
+            unescape(evidence).contains(first_query),
+            "{name}: {evidence}"
+        );
+
+        let remediation = detail
+            .iter()
+            .find(|t| t.starts_with("*Remediation*"))
+            .expect("a remediation section");
+        for (i, step) in analysis.remediation.iter().enumerate() {
+            assert!(
+                unescape(remediation).contains(&format!("{}. {step}", i + 1)),
+                "{name}: step {i} in {remediation}"
+            );
+        }
+
+        let links_line = detail
+            .iter()
+            .find(|t| t.contains("|Silence>"))
+            .expect("a links line");
+        let silence = link(links_line, "Silence").expect("silence");
+        assert!(
+            silence.starts_with(&format!("{}/#/silences/new?", payload.external_url)),
+            "{silence}"
+        );
+        let filter = query_param(silence, "filter").expect("a filter");
+        for (k, v) in &payload.group_labels {
+            assert!(filter.contains(&format!("{k}=\"{v}\"")), "{name}: {filter}");
+        }
+        let explore = link(links_line, "Grafana Explore").expect("explore");
+        assert!(explore.starts_with("https://grafana.example.com/explore?"));
+        let left: Value =
+            serde_json::from_str(&query_param(explore, "left").expect("left")).expect("JSON");
+        assert_eq!(left["queries"][0]["expr"], first_query, "{name}");
+        assert_eq!(left["queries"][0]["datasource"]["uid"], "prom-uid");
+        let runbook = payload.alerts[0].annotations.get("runbook_url");
+        assert_eq!(
+            link(links_line, "Runbook"),
+            runbook.map(String::as_str),
+            "{name}"
+        );
+        assert_eq!(
+            link(links_line, "Full analysis"),
+            Some(format!("https://aiops.example.com/analyses/{job_id}").as_str())
+        );
+        let context = detail.last().expect("a context line");
+        assert!(context.contains("analyzer *rules*"), "{name}: {context}");
+        assert!(context.contains(" ms"), "{name}: {context}");
+
+        // The top-level text is the notification (and Mattermost's message).
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.contains(payload.alertname()) && text.contains("|Silence>"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_analysis_far_too_long_still_makes_a_message_within_every_limit() {
+    let server = fake_slack().await;
+    let sink = webhook_sink(&server, 0);
+    let mut payload = fixture("target-down-group-firing.json");
+    for (i, alert) in payload.alerts.iter_mut().enumerate() {
+        alert
+            .labels
+            .insert("instance".into(), format!("{i}-{}", "h".repeat(5000)));
+    }
+    payload
+        .common_labels
+        .insert("service".into(), "s".repeat(9000));
+    let mut analysis = analysis(&payload);
+    analysis.summary = "The database is <down> & ".repeat(800);
+    analysis.root_cause = "x".repeat(20_000);
+    analysis.remediation = (0..200)
+        .map(|i| format!("step {i} {}", "y".repeat(500)))
+        .collect();
+    analysis.evidence = (0..60)
+        .map(|i| EvidenceRef {
+            id: format!("ev-{i}"),
+            note: "n".repeat(3000),
+            query: Some(format!(
+                "rate(http_requests_total{{code=~\"5..\"}}[5m]) > {i}"
+            )),
+        })
+        .collect();
+    analysis.analyzer.fallback = true;
+    analysis.analyzer.fallback_reason = Some("r".repeat(5000));
+    let job_id = JobId::new();
+    let body = post(&sink, &server, job_id, &payload, &analysis).await;
+    let texts = block_texts(&all_blocks(&body));
+    let see = format!("/analyses/{job_id}");
+    let cut: Vec<&String> = texts.iter().filter(|t| t.contains('…')).collect();
+    assert!(!cut.is_empty(), "long parts are shortened: {texts:?}");
+    for t in &cut {
+        assert!(
+            t.contains(&see) || t.starts_with('*') && !t.contains('\n'),
+            "a shortened part points to the full analysis: {t}"
+        );
+    }
+    assert!(chars(body["text"].as_str().expect("text")) <= 3000);
+    assert!(
+        !texts.iter().any(|t| t.contains("<down>")),
+        "mrkdwn control characters are escaped"
+    );
+}
+
+fn temp_store_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+async fn open_store(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open(&dir.path().join("aiops.db"), &StoreConfig::default(), clock)
+            .await
+            .expect("the store opens"),
+    )
+}
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(OffsetDateTime::now_utc()))
+}
+
+async fn deliver(
+    sink: &dyn Notifier,
+    payload: &WebhookPayload,
+) -> Result<Option<String>, StageError> {
+    let analysis = (payload.status == aiops_model::AlertStatus::Firing).then(|| analysis(payload));
+    sink.deliver(Notification {
+        job_id: JobId::new(),
+        payload,
+        analysis: analysis.as_ref(),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bot_mode_threads_repeats_and_the_resolution_under_the_first_message() {
+    let server = fake_slack().await;
+    let dir = temp_store_dir();
+    let store = open_store(&dir, clock()).await;
+    let routes = vec![Route {
+        labels: [("cluster".to_owned(), "demo".to_owned())].into(),
+        channel: "#demo-oncall".into(),
+    }];
+    let sink = bot_sink(&server, store.clone(), routes);
+    let firing = fixture("target-down-group-firing.json");
+    let partial = fixture("target-down-group-one-resolved.json");
+    let resolved = fixture("target-down-group-resolved.json");
+    assert_eq!(firing.group_key, resolved.group_key);
+
+    let first = deliver(&sink, &firing).await.expect("posted");
+    deliver(&sink, &firing).await.expect("the repeat");
+    deliver(&sink, &partial)
+        .await
+        .expect("the partial resolution");
+    deliver(&sink, &resolved).await.expect("the resolution");
+    // Another group routes to the default channel, in a thread of its own.
+    deliver(&sink, &fixture("target-down-single.json"))
+        .await
+        .expect("another group");
+    // The group firing again after its resolution is a new incident.
+    deliver(&sink, &firing).await.expect("a new incident");
+
+    let sent = bodies(&server).await;
+    assert_eq!(sent.len(), 6);
+    let ts = first.expect("the message's ts");
+    assert_eq!(
+        sent[0]["channel"], "#demo-oncall",
+        "routed by the cluster label"
+    );
+    assert!(
+        sent[0].get("thread_ts").is_none(),
+        "the first message starts the thread"
+    );
+    for (i, body) in sent[1..4].iter().enumerate() {
+        assert_eq!(
+            body["thread_ts"],
+            ts.as_str(),
+            "notification {} replies in the thread",
+            i + 2
+        );
+        assert_eq!(
+            body["channel"], "CDEMOONCALL",
+            "in the thread's channel (its id)"
+        );
+    }
+    let resolution = block_texts(sent[3]["blocks"].as_array().expect("blocks"));
+    assert!(resolution[0].contains("Resolved"), "{resolution:?}");
+    assert!(
+        resolution[1].contains("1 of 1 alert resolved after"),
+        "{resolution:?}"
+    );
+    assert_eq!(
+        sent[4]["channel"], "#alerts",
+        "no route matches: the default channel"
+    );
+    assert!(sent[4].get("thread_ts").is_none());
+    assert!(
+        sent[5].get("thread_ts").is_none(),
+        "a new incident after the resolution: {}",
+        sent[5]
+    );
+    assert_eq!(sent[5]["channel"], "#demo-oncall");
+    for body in &sent {
+        assert!(slack_violations(body).is_empty(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn webhook_mode_posts_the_resolution_as_a_message_of_its_own() {
+    let server = fake_slack().await;
+    let sink = webhook_sink(&server, 0);
+    let resolved = fixture("target-down-group-resolved.json");
+    assert_eq!(deliver(&sink, &resolved).await.expect("posted"), None);
+    let sent = bodies(&server).await;
+    assert_eq!(sent.len(), 1);
+    let body = &sent[0];
+    assert!(body.get("thread_ts").is_none() && body.get("channel").is_none());
+    let texts = block_texts(&all_blocks(body));
+    assert_eq!(texts[0], "✅ Resolved: TargetDown");
+    // The fixture's alert fired from 10:00:00 to 10:12:30.
+    assert!(texts[1].contains("resolved after"), "{texts:?}");
+    assert_eq!(body["attachments"][0]["color"], "#2EB67D");
+    assert!(body["text"].as_str().expect("text").contains("Resolved"));
+}
+
+#[tokio::test]
+async fn a_429_is_retried_no_sooner_than_its_retry_after_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(HOOK_PATH))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_string("rate_limited"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(FakeSlack::default())
+        .mount(&server)
+        .await;
+    let sink = webhook_sink(&server, 2);
+    let started = Instant::now();
+    deliver(&sink, &fixture("target-down-single.json"))
+        .await
+        .expect("delivered on the retry");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(bodies(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn web_api_errors_are_final_unless_slack_says_they_are_transient() {
+    for (error, retriable) in [
+        ("invalid_blocks", false),
+        ("channel_not_found", false),
+        ("ratelimited", true),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/chat.postMessage"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": error})),
+            )
+            .mount(&server)
+            .await;
+        let dir = temp_store_dir();
+        let store = open_store(&dir, clock()).await;
+        let err = deliver(
+            &bot_sink(&server, store, Vec::new()),
+            &fixture("high-load-warning.json"),
+        )
+        .await
+        .expect_err("Slack said no");
+        assert_eq!(err.retriable, retriable, "{error}: {err}");
+        assert!(err.message.contains(error), "{err}");
+        assert!(!err.message.contains("s3cret"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_errors_or_debug_output() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(HOOK_PATH))
+        .respond_with(ResponseTemplate::new(404).set_body_string("no_service"))
+        .mount(&server)
+        .await;
+    let payload = fixture("target-down-single.json");
+    let sink = webhook_sink(&server, 0);
+    let err = deliver(&sink, &payload).await.expect_err("404");
+    assert!(!err.retriable, "a 404 is final: {err}");
+    assert!(
+        err.message.contains("no_service"),
+        "the reason is kept: {err}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let unreachable = SlackNotifier::webhook(
+        SecretString::from(format!("http://{closed}{HOOK_PATH}")),
+        links(),
+        Duration::from_secs(2),
+        0,
+    )
+    .expect("valid");
+    let refused = deliver(&unreachable, &payload).await.expect_err("refused");
+    assert!(refused.retriable, "{refused}");
+
+    let dir = temp_store_dir();
+    let store = open_store(&dir, clock()).await;
+    let bot = SlackNotifier::bot(
+        SecretString::from("xoxb-wrong-s3cret"),
+        &format!("{}/api", fake_slack().await.uri()),
+        "#alerts",
+        Vec::new(),
+        store,
+        links(),
+        Duration::from_secs(2),
+        0,
+    )
+    .expect("valid");
+    let denied = deliver(&bot, &payload).await.expect_err("invalid_auth");
+    assert!(denied.message.contains("invalid_auth"), "{denied}");
+
+    for shown in [
+        err.to_string(),
+        refused.to_string(),
+        denied.to_string(),
+        format!("{sink:?}"),
+        format!("{unreachable:?}"),
+        format!("{bot:?}"),
+    ] {
+        assert!(!shown.contains("s3cret"), "a secret leaked: {shown}");
+    }
+}
+
+/// Mattermost's Slack-compatible incoming webhook: it reads `text` and `attachments` (ignoring Slack's
+/// blocks), rejects a message over 16,383 characters, and answers `ok`.
+#[derive(Debug, Clone)]
+struct FakeMattermost;
+
+impl Respond for FakeMattermost {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let invalid = |message: &str| {
+            ResponseTemplate::new(400).set_body_json(json!({
+                "id": "web.incoming_webhook.invalid.app_error",
+                "message": message,
+                "status_code": 400,
+            }))
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return invalid("Unable to parse the incoming data.");
+        };
+        let text = body["text"].as_str().unwrap_or("");
+        let attachments = body["attachments"].as_array().map_or(0, Vec::len);
+        if text.is_empty() && attachments == 0 {
+            return invalid("No text specified.");
+        }
+        if chars(text) > 16_383 {
+            return invalid("Message is too long.");
+        }
+        let bad_attachment = body["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| !a.is_object() || a["fallback"].as_str().is_none_or(str::is_empty));
+        if bad_attachment {
+            return invalid("Attachments need a fallback.");
+        }
+        ResponseTemplate::new(200)
+            .insert_header("content-type", "text/plain")
+            .set_body_string("ok")
+    }
+}
+
+#[tokio::test]
+async fn mattermost_takes_the_same_payload_and_its_text_says_what_matters() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(FakeMattermost)
+        .mount(&server)
+        .await;
+    let sink = webhook_sink(&server, 0);
+    for name in FIRING
+        .into_iter()
+        .chain(["target-down-group-resolved.json"])
+    {
+        deliver(&sink, &fixture(name))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: Mattermost rejected it: {e}"));
+    }
+    let sent = bodies(&server).await;
+    let text = sent[0]["text"].as_str().expect("text");
+    let payload = fixture(FIRING[0]);
+    let analysis = analysis(&payload);
+    assert!(unescape(text).contains(&analysis.summary), "{text}");
+    assert!(text.contains("*Probable root cause*"), "{text}");
+    assert!(text.contains("1. "), "the first remediation steps: {text}");
+    assert!(link(text, "Silence").is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn the_filter_keeps_what_does_not_match_out_of_slack() {
+    let server = fake_slack().await;
+    let filter = Filter {
+        severities: vec!["critical".into()],
+        alertname: "Target.*|HighErrorRate".into(),
+        labels: [("job".to_owned(), "api|node".to_owned())].into(),
+    };
+    let sink = Filtered::new(webhook_sink(&server, 0), &filter).expect("valid filter");
+    let cases = [
+        ("high-load-warning.json", false),   // severity warning
+        ("high-error-rate-k8s.json", false), // no job label
+        ("target-down-single.json", true),   // critical, TargetDown, job=api
+        ("target-down-group-firing.json", true),
+    ];
+    for (name, notified) in cases {
+        let detail = deliver(&sink, &fixture(name)).await.expect("no error");
+        assert_eq!(detail.as_deref() == Some("filtered"), !notified, "{name}");
+    }
+    assert_eq!(bodies(&server).await.len(), 2);
+    let bad = Filter {
+        alertname: "Node(".into(),
+        ..Filter::default()
+    };
+    let err = bad.validate().expect_err("an invalid regex");
+    assert!(err.contains("notify.filter.alertname"), "{err}");
+}
+
+// The worker with the real store and the Slack sink.
+
+#[derive(Debug)]
+struct AlertsOnly;
+
+#[async_trait]
+impl ContextSource for AlertsOnly {
+    async fn gather(&self, payload: &WebhookPayload) -> Result<Context, StageError> {
+        Ok(aiops_context::alert_evidence(payload))
+    }
+}
+
+#[derive(Debug)]
+struct Rules;
+
+#[async_trait]
+impl Analyzer for Rules {
+    async fn analyze(
+        &self,
+        payload: &WebhookPayload,
+        context: &Context,
+    ) -> Result<Analysis, StageError> {
+        Ok(aiops_rca::analyze_by_rules(payload, context))
+    }
+}
+
+/// A sink that hangs (the process dies during its delivery) or answers at once.
+#[derive(Debug)]
+struct Other {
+    hang: bool,
+}
+
+#[async_trait]
+impl Notifier for Other {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    async fn deliver(&self, _: Notification<'_>) -> Result<Option<String>, StageError> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(None)
+    }
+}
+
+fn worker(
+    store: Arc<SqliteStore>,
+    clock: Arc<ManualClock>,
+    sinks: Vec<Arc<dyn Notifier>>,
+) -> Worker {
+    let stages = Stages {
+        context: Arc::new(AlertsOnly),
+        analyzer: Arc::new(Rules),
+        notifiers: sinks,
+    };
+    let config = WorkerConfig {
+        max_attempts: 3,
+        lease_secs: 30,
+        ..WorkerConfig::default()
+    };
+    Worker::new(store, stages, Arc::new(Metrics::new()), clock, config)
+}
+
+async fn enqueue(store: &SqliteStore, name: &str) -> JobId {
+    let path = format!(
+        "{}/../../tests/fixtures/alertmanager/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let raw = std::fs::read_to_string(path).expect("fixture");
+    let parsed = parse_webhook(raw.as_bytes()).expect("parses");
+    let job = NewJob {
+        id: JobId::new(),
+        source: JobSource::Webhook,
+        dedup_key: Some(parsed.dedup_key()),
+        group_key: parsed.group_key.clone(),
+        status: parsed.status,
+        alertname: parsed.alertname().to_owned(),
+        payload: raw,
+    };
+    store.enqueue(vec![job]).await.expect("enqueue")[0].job_id()
+}
+
+#[tokio::test]
+async fn a_500_storm_ends_in_a_dead_job_with_its_reason_recorded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("internal_error"))
+        .mount(&server)
+        .await;
+    let dir = temp_store_dir();
+    let clock = clock();
+    let store = open_store(&dir, clock.clone()).await;
+    let slack: Arc<dyn Notifier> = Arc::new(webhook_sink(&server, 1));
+    let worker = worker(
+        store.clone(),
+        clock.clone(),
+        vec![Arc::new(Other { hang: false }), slack],
+    );
+    let id = enqueue(&store, "target-down-single.json").await;
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(worker.process_one().await.expect("store").expect("due").1);
+        clock.advance(Duration::from_secs(3600));
+    }
+    assert!(
+        matches!(outcomes[0], Outcome::Retrying { .. }),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[2], Outcome::Dead { .. }), "{outcomes:?}");
+    assert_eq!(bodies(&server).await.len(), 6, "3 attempts of 2 requests");
+    let record = store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Dead);
+    let error = record.last_error.expect("the reason");
+    assert!(
+        error.contains("slack") && error.contains("500") && error.contains("internal_error"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cret"), "{error}");
+    let sinks: Vec<&str> = record.deliveries.iter().map(|d| d.sink.as_str()).collect();
+    assert_eq!(
+        sinks,
+        ["webhook"],
+        "the healthy sink got it once; Slack never did"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_slack_got_the_message_does_not_post_it_twice() {
+    let server = fake_slack().await;
+    let dir = temp_store_dir();
+    let clock = clock();
+    let store = open_store(&dir, clock.clone()).await;
+    let id = enqueue(&store, "target-down-group-firing.json").await;
+
+    // The first process posts to Slack, then dies while the next sink is still delivering.
+    let slack: Arc<dyn Notifier> = Arc::new(webhook_sink(&server, 0));
+    let doomed = worker(
+        store.clone(),
+        clock.clone(),
+        vec![slack.clone(), Arc::new(Other { hang: true })],
+    );
+    let crashed = tokio::time::timeout(Duration::from_secs(2), doomed.process_one()).await;
+    assert!(crashed.is_err(), "the first attempt never finished");
+    drop(doomed);
+    assert_eq!(bodies(&server).await.len(), 1, "Slack got the message once");
+
+    // After the lease, another process claims the job and finishes it.
+    let next = worker(
+        store.clone(),
+        clock.clone(),
+        vec![slack, Arc::new(Other { hang: false })],
+    );
+    assert!(
+        next.process_one().await.expect("store").is_none(),
+        "still leased"
+    );
+    clock.advance(Duration::from_secs(31));
+    let (job, outcome) = next.process_one().await.expect("store").expect("reclaimed");
+    assert_eq!((job, outcome), (id, Outcome::Done));
+    assert_eq!(
+        bodies(&server).await.len(),
+        1,
+        "Slack was not posted to again"
+    );
+    let record = store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.attempts, 2);
+    let mut sinks: Vec<&str> = record.deliveries.iter().map(|d| d.sink.as_str()).collect();
+    sinks.sort_unstable();
+    assert_eq!(sinks, ["slack", "webhook"]);
+}
