@@ -40,6 +40,12 @@ enum Command {
     },
     /// Print the effective configuration with secrets masked, or say what is wrong with it.
     CheckConfig,
+    /// Exit 0 if the daemon's /health answers 200 (a container healthcheck without curl).
+    Health {
+        /// The daemon's base URL; default: `server.listen` on loopback.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -50,6 +56,10 @@ pub fn main() -> anyhow::Result<()> {
         Command::CheckConfig => {
             print!("{}", config.to_masked_toml()?);
             Ok(())
+        }
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(|| local_url(&config.server.listen));
+            runtime()?.block_on(health(&url))
         }
         Command::Serve => {
             telemetry::init(&config.log)?;
@@ -72,6 +82,34 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// `server.listen` as a client reaches it from the same host.
+fn local_url(listen: &str) -> String {
+    let port = listen.rsplit(':').next().unwrap_or("8080");
+    let host = match listen.rsplit_once(':').map(|(h, _)| h) {
+        Some("0.0.0.0" | "" | "[::]") | None => "127.0.0.1",
+        Some(h) => h,
+    };
+    format!("http://{host}:{port}")
+}
+
+async fn health(base: &str) -> anyhow::Result<()> {
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url} does not answer"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    println!("ok");
+    Ok(())
 }
 
 /// How `aiops analyze` prints.

@@ -204,6 +204,23 @@ async fn sigterm_stops_the_daemon_cleanly_and_keeps_accepted_work() {
         .post_webhook(fixture("target-down-single.json"))
         .await;
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    // The container healthcheck: `aiops health` answers for a live daemon, fails for a dead one.
+    let port = daemon.url.rsplit(':').next().expect("port").to_owned();
+    let health = aiops(
+        &["health"],
+        &[("AIOPS__SERVER__LISTEN", &format!("0.0.0.0:{port}"))],
+    );
+    assert!(health.status.success(), "{health:?}");
+    let dead = aiops(
+        &[
+            "health",
+            "--url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ],
+        &[],
+    );
+    assert!(!dead.status.success(), "{dead:?}");
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("does not answer"));
     let log_path = daemon.stderr.clone();
     assert!(
         daemon.terminate(Duration::from_secs(30)),

@@ -152,6 +152,10 @@ impl Gatherer {
         let step = ((end - start) as f64 / f64::from(self.config.max_points))
             .ceil()
             .max(1.0);
+        // Points fall on end, end - step, ...: the newest samples (a series that began with the
+        // incident) are always seen, whatever the step.
+        let points = ((end - start) as f64 / step).ceil();
+        let start = end - (points * step) as i64;
         Window {
             start,
             alert,
@@ -751,6 +755,32 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), vec![(*v).to_owned()]))
             .collect()
+    }
+
+    #[test]
+    fn the_window_ends_on_a_point_so_a_series_born_with_the_incident_is_seen() {
+        let alert = time::macros::datetime!(2026-11-24 18:00:00.7 UTC);
+        let clock = Arc::new(aiops_model::ManualClock::new(
+            alert + time::Duration::seconds(2),
+        ));
+        let gatherer = Gatherer::new(
+            &ContextConfig::default(),
+            &PrometheusConfig::default(),
+            &LokiConfig::default(),
+            clock,
+        )
+        .expect("defaults are valid");
+        let raw = r#"{"groupKey":"g","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"X"},"startsAt":"2026-11-24T18:00:00.7Z"}]}"#;
+        let payload = aiops_model::alertmanager::parse_webhook(raw.as_bytes()).expect("parses");
+        let w = gatherer.window(&payload);
+        assert_eq!(w.end, alert.unix_timestamp() + 2, "up to now");
+        assert!(
+            w.start <= alert.unix_timestamp() - 1800,
+            "30 minutes before"
+        );
+        let points = (w.end - w.start) as f64 / w.step;
+        assert_eq!(points.fract(), 0.0, "the last point is the window's end");
+        assert!(points <= f64::from(ContextConfig::default().max_points) + 1.0);
     }
 
     #[test]

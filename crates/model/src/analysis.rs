@@ -59,6 +59,10 @@ pub struct EvidenceRef {
     /// The evidence's query, copied from the context, so a notification can link to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// What the evidence found (the context's compressed, redacted summary: values, trend, log
+    /// templates), copied from the context, so the reader sees the facts next to the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
 }
 
 /// Who wrote the analysis and what it cost.

@@ -41,6 +41,15 @@ pub struct Metrics {
     pub workers: Gauge,
     pub analyses: Family<AnalysisLabel, Counter>,
     pub llm_tokens: Family<KindLabel, Counter>,
+    pub deliveries: Family<DeliveryLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    /// The sink: `stdout`, `file`, `webhook`, `slack`.
+    pub sink: String,
+    /// `ok`, `filtered` or `failed` (a failed delivery round, retries included).
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,7 +134,13 @@ impl Metrics {
             "LLM tokens spent, prompt and completion",
             llm_tokens.clone(),
         );
-        Self {
+        let deliveries = Family::<DeliveryLabel, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Deliveries by sink and result (ok, filtered, failed)",
+            deliveries.clone(),
+        );
+        let metrics = Self {
             registry,
             webhooks,
             alerts_received,
@@ -137,7 +152,62 @@ impl Metrics {
             workers,
             analyses,
             llm_tokens,
+            deliveries,
+        };
+        metrics.initialize();
+        metrics
+    }
+
+    /// Creates every series whose labels are known up front at zero: a dashboard then shows 0
+    /// instead of no data, and `increase()` sees the first event of a series.
+    fn initialize(&self) {
+        for result in [
+            "accepted",
+            "duplicate",
+            "rejected",
+            "unauthorized",
+            "unavailable",
+        ] {
+            let _ = self.webhooks.get_or_create(&ResultLabel { result });
         }
+        for stage in ["context", "rca", "notify"] {
+            let _ = self.stage_duration.get_or_create(&StageLabel { stage });
+            let _ = self.stage_failures.get_or_create(&StageLabel { stage });
+        }
+        for (analyzer, result) in [
+            ("rules", "ok"),
+            ("llm", "ok"),
+            ("llm", "cached"),
+            ("llm", "fallback"),
+        ] {
+            let _ = self.analyses.get_or_create(&AnalysisLabel {
+                analyzer: analyzer.to_owned(),
+                result,
+            });
+        }
+        for kind in ["prompt", "completion"] {
+            let _ = self.llm_tokens.get_or_create(&KindLabel { kind });
+        }
+    }
+
+    /// Creates a sink's delivery series at zero (see [`Metrics::initialize`]).
+    pub fn initialize_sink(&self, sink: &str) {
+        for result in ["ok", "filtered", "failed"] {
+            let _ = self.deliveries.get_or_create(&DeliveryLabel {
+                sink: sink.to_owned(),
+                result,
+            });
+        }
+    }
+
+    /// Counts one sink's delivery round.
+    pub fn delivery(&self, sink: &str, result: &'static str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabel {
+                sink: sink.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     /// Counts a finished analysis and the tokens it spent.

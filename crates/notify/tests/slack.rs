@@ -451,6 +451,7 @@ async fn an_analysis_far_too_long_still_makes_a_message_within_every_limit() {
         .map(|i| EvidenceRef {
             id: format!("ev-{i}"),
             note: "n".repeat(3000),
+            finding: Some("f".repeat(2000)),
             query: Some(format!(
                 "rate(http_requests_total{{code=~\"5..\"}}[5m]) > {i}"
             )),

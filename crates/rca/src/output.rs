@@ -100,8 +100,12 @@ pub fn parse(content: &str, context: &Context, info: AnalyzerInfo) -> Result<Ana
         if let Some(found) = context.evidence(&id)
             && !evidence.iter().any(|e| e.id == id)
         {
-            let query = found.query.clone();
-            evidence.push(EvidenceRef { id, note, query });
+            evidence.push(EvidenceRef {
+                id,
+                note,
+                query: found.query.clone(),
+                finding: Some(found.summary.clone()),
+            });
         }
     }
     Ok(Analysis {

@@ -197,6 +197,7 @@ impl RulesAnalyzer {
                 id: e.id.clone(),
                 note: note(e, *why),
                 query: e.query.clone(),
+                finding: Some(e.summary.clone()),
             })
             .collect();
 

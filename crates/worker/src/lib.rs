@@ -196,6 +196,9 @@ impl Worker {
         config: WorkerConfig,
     ) -> Self {
         let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7());
+        for sink in &stages.notifiers {
+            metrics.initialize_sink(sink.name());
+        }
         Self {
             store,
             stages,
@@ -427,7 +430,14 @@ impl Worker {
             .filter(|sink| !job.delivered_to(sink.name()))
             .collect();
         for (i, sink) in pending.iter().enumerate() {
-            match sink.deliver(notification).await {
+            let delivered = sink.deliver(notification).await;
+            let result = match &delivered {
+                Ok(Some(detail)) if detail == "filtered" => "filtered",
+                Ok(_) => "ok",
+                Err(_) => "failed",
+            };
+            self.metrics.delivery(sink.name(), result);
+            match delivered {
                 Ok(detail) => {
                     let record = DeliveryRecord {
                         sink: sink.name().to_owned(),

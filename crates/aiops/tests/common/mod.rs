@@ -172,3 +172,59 @@ pub fn distinct_payload(n: usize) -> String {
     payload["alerts"][0]["fingerprint"] = Value::String(format!("crash-{n:05}"));
     payload.to_string()
 }
+
+/// A child process (Prometheus, Alertmanager, node-exporter), killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, its output in `dir/<program>.log`. A missing program fails the
+    /// test with the Debian package to install.
+    pub fn spawn(program: &str, args: &[String], dir: &Path, package: &str) -> Self {
+        let log = dir.join(format!("{program}.log"));
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {program} ({e}): apt-get install {package} (scripts/test.sh does)"
+                )
+            });
+        Self { child, log }
+    }
+
+    /// Waits (bounded by `max`) until `url` answers 2xx.
+    pub async fn wait_ready(&self, url: &str, max: Duration) {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + max;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(r) = client.get(url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{url} not ready in {max:?}; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository's root (for the shipped configs).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

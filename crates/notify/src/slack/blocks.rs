@@ -25,8 +25,9 @@ pub const MAX_TOTAL_TEXT: usize = 10_000;
 /// above 16,383; keep it short.
 pub const MAX_FALLBACK_TEXT: usize = 3000;
 
-/// Evidence items shown.
+/// Evidence items shown, and the characters of each one's finding.
 const EVIDENCE_SHOWN: usize = 4;
+const FINDING_SHOWN: usize = 200;
 /// Labels shown as fields, in this order.
 const FIELD_LABELS: [&str; 5] = ["cluster", "namespace", "service", "instance", "job"];
 
@@ -172,6 +173,9 @@ fn analysis_blocks(
         .take(EVIDENCE_SHOWN)
         .map(|e| {
             let mut line = format!("• *{}* {}", escape(&e.id), escape(&e.note));
+            if let Some(f) = e.finding.as_deref().filter(|f| !e.note.contains(*f)) {
+                line.push_str(&format!("\n   {}", escape(&truncate(f, FINDING_SHOWN, ""))));
+            }
             if let Some(q) = &e.query {
                 line.push_str(&format!("\n   `{}`", escape(q).replace('`', "'")));
                 if let Some(url) = graph_url(payload, q) {
