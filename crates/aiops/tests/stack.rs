@@ -558,3 +558,102 @@ async fn every_metric_the_dashboard_and_the_rules_query_is_one_aiops_exports() {
         );
     }
 }
+
+#[test]
+fn example_configs_are_valid_for_the_daemon() {
+    for file in [
+        "default.toml",
+        "compose.toml",
+        "openai.toml",
+        "deepseek.toml",
+        "ollama.toml",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_aiops"))
+            .args([
+                "--config",
+                &format!("{}/configs/{file}", repo().display()),
+                "check-config",
+            ])
+            .env_clear()
+            .env("AIOPS__LLM__API_KEY", "sk-example")
+            .output()
+            .expect("aiops runs");
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Loki and Promtail have no validator here: they parse, and Promtail labels what aiops maps.
+    let loki = yaml(&repo().join("loki/loki.yml"));
+    assert_eq!(loki["server"]["http_listen_port"], 3100);
+    assert_eq!(loki["auth_enabled"], false);
+    let promtail = yaml(&repo().join("loki/promtail.yml"));
+    assert_eq!(
+        promtail["clients"][0]["url"],
+        "http://loki:3100/loki/api/v1/push"
+    );
+    let targets: Vec<&str> = promtail["scrape_configs"][0]["relabel_configs"]
+        .as_array()
+        .expect("relabel_configs")
+        .iter()
+        .filter_map(|r| r["target_label"].as_str())
+        .collect();
+    assert!(targets.contains(&"service_name"), "{targets:?}");
+}
+
+#[test]
+fn dockerfile_runs_as_a_user_with_a_healthcheck_aiops_understands_and_a_data_volume() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 3, "a multi-stage build");
+    assert!(
+        dockerfile.contains("cargo chef cook"),
+        "dependencies build in their own layer"
+    );
+    let runtime = dockerfile
+        .rsplit("\nFROM ")
+        .next()
+        .expect("the runtime stage");
+    let user = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER");
+    assert!(!["root", "0"].contains(&user.trim()), "runs as {user}");
+    let workdir = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("WORKDIR "))
+        .expect("a WORKDIR")
+        .trim();
+    let volume = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("VOLUME "))
+        .expect("a VOLUME");
+    // The store's default URL (sqlite://data/aiops.db) is relative to WORKDIR: it must be the volume.
+    assert!(
+        volume.contains(&format!("\"{workdir}/data\"")),
+        "{volume} holds {workdir}/data"
+    );
+    // The healthcheck command is one aiops has.
+    let health = runtime
+        .split("HEALTHCHECK")
+        .nth(1)
+        .and_then(|h| h.split("CMD").nth(1))
+        .expect("a HEALTHCHECK CMD");
+    let args: Vec<String> =
+        serde_json::from_str(health.lines().next().expect("CMD").trim()).expect("exec form");
+    assert_eq!(args[0], "/usr/local/bin/aiops");
+    let help = Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(&args[1..])
+        .arg("--help")
+        .output()
+        .expect("aiops runs");
+    assert!(
+        help.status.success(),
+        "`aiops {}` exists",
+        args[1..].join(" ")
+    );
+}
