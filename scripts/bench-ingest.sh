@@ -3,6 +3,8 @@
 # build with a durable commit (SQLite WAL, synchronous=FULL, group commit) before every 2xx.
 # Prints req/s, p50, p99, errors, and the daemon's RSS idle and at peak. Needs wrk (apt-get install wrk).
 # Usage: scripts/bench-ingest.sh [duration_secs] [connections] [runs]
+# STORE=postgres runs it on PostgreSQL instead: a fresh database aiops_bench on the server that
+# PG_ADMIN names (default: the test role scripts/test.sh creates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-15}
@@ -17,6 +19,12 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AIOPS__SERVER__LISTEN=127.0.0.1:$port
 export AIOPS__STORE__URL=sqlite://$work/aiops.db
+if [ "${STORE:-sqlite}" = postgres ]; then
+  admin=${PG_ADMIN:-postgres://aiops_test:aiops_test@127.0.0.1:5432/postgres}
+  psql -q "$admin" -c "DROP DATABASE IF EXISTS aiops_bench WITH (FORCE)" -c "CREATE DATABASE aiops_bench"
+  export AIOPS__STORE__URL=${admin%/*}/aiops_bench
+  echo "store: PostgreSQL $(psql -qAt "$admin" -c 'SHOW server_version'), pool ${AIOPS__STORE__POOL_SIZE:-10}"
+fi
 export AIOPS__STORE__MAX_QUEUED=100000000
 export AIOPS__LOG__LEVEL=warn
 ./target/release/aiops serve >/dev/null 2>"$work/aiops.log" &

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes .env for docker-compose.yml: the bearer token Alertmanager sends to aiops, Grafana's admin
-# password, the LLM (provider, model, key, base URL) and the Slack (or Mattermost) webhook URL.
+# password, PostgreSQL's password (the `ha` profile), the LLM (provider, model, key, base URL) and the Slack (or Mattermost) webhook URL.
 #
 # Interactive by default. Non-interactive (CI, provisioning) with --yes, or when stdin is not a
 # terminal: answers come from the variables LLM_PROVIDER, LLM_MODEL, LLM_API_KEY, LLM_BASE_URL,
@@ -33,6 +33,7 @@ ask() { # ask VAR "question" default [secret]
 
 AIOPS_AUTH_TOKEN=$(existing AIOPS_AUTH_TOKEN); AIOPS_AUTH_TOKEN=${AIOPS_AUTH_TOKEN:-$(random)}
 GRAFANA_ADMIN_PASSWORD=$(existing GRAFANA_ADMIN_PASSWORD); GRAFANA_ADMIN_PASSWORD=${GRAFANA_ADMIN_PASSWORD:-$(random)}
+POSTGRES_PASSWORD=$(existing POSTGRES_PASSWORD); POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$(random)}
 
 ask provider "LLM provider: none, openai, deepseek, ollama or openai-compatible" \
   "${LLM_PROVIDER:-$(existing LLM_PROVIDER)}"
@@ -68,6 +69,7 @@ cat > "$tmp" <<ENV
 # Written by scripts/setup.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ). Secrets: keep this file private.
 AIOPS_AUTH_TOKEN=$AIOPS_AUTH_TOKEN
 GRAFANA_ADMIN_PASSWORD=$GRAFANA_ADMIN_PASSWORD
+POSTGRES_PASSWORD=$POSTGRES_PASSWORD
 LLM_PROVIDER=$provider
 LLM_MODEL=$model
 LLM_API_KEY=$key

@@ -100,6 +100,10 @@ fn check_config_masks_secrets_and_names_unknown_keys() {
                 "https://hooks.example.com/canary-url",
             ),
             ("AIOPS__WEBHOOK__AUTHORIZATION", "Bearer canary-auth"),
+            (
+                "AIOPS__STORE__URL",
+                "postgres://aiops:canary-pg@db:5432/aiops",
+            ),
         ],
     );
     assert!(out.status.success(), "{out:?}");

@@ -43,12 +43,10 @@ fn yaml(path: &Path) -> Value {
 
 #[test]
 fn prometheus_config_rules_and_rule_tests_pass_promtool() {
-    let out = ok(
-        "promtool",
-        &["check", "config", "prometheus/prometheus.yml"],
-        "prometheus",
-    );
-    assert!(out.contains("SUCCESS"), "{out}");
+    for file in ["prometheus/prometheus.yml", "prometheus/prometheus-ha.yml"] {
+        let out = ok("promtool", &["check", "config", file], "prometheus");
+        assert!(out.contains("SUCCESS"), "{out}");
+    }
     let out = ok(
         "promtool",
         &["check", "rules", "prometheus/alert_rules.yml"],
@@ -107,12 +105,28 @@ fn prometheus_config_rules_and_rule_tests_pass_promtool() {
 
 #[test]
 fn alertmanager_config_passes_amtool_and_sends_everything_to_aiops_with_auth() {
-    let out = ok(
-        "amtool",
-        &["check-config", "alertmanager/alertmanager.yml"],
-        "prometheus-alertmanager",
+    for file in [
+        "alertmanager/alertmanager.yml",
+        "alertmanager/alertmanager-ha.yml",
+    ] {
+        let out = ok("amtool", &["check-config", file], "prometheus-alertmanager");
+        assert!(out.contains("SUCCESS"), "{out}");
+    }
+    let ha = yaml(&repo().join("alertmanager/alertmanager-ha.yml"));
+    let urls: Vec<&str> = ha["receivers"][0]["webhook_configs"]
+        .as_array()
+        .expect("webhook_configs")
+        .iter()
+        .filter_map(|h| h["url"].as_str())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "http://aiops-a:8080/webhook/alerts",
+            "http://aiops-b:8080/webhook/alerts"
+        ],
+        "each clustered Alertmanager sends to both replicas"
     );
-    assert!(out.contains("SUCCESS"), "{out}");
     let config = yaml(&repo().join("alertmanager/alertmanager.yml"));
     let route = &config["route"];
     assert_eq!(route["receiver"], "aiops");
@@ -177,7 +191,7 @@ fn compose_file_is_valid_mounts_what_exists_and_wires_the_services_together() {
     );
 
     let config = compose_config(
-        "AIOPS_AUTH_TOKEN=tok-compose\nGRAFANA_ADMIN_PASSWORD=pw\nLLM_PROVIDER=ollama\nLLM_MODEL=llama3.1\nLLM_BASE_URL=http://ollama:11434/v1\n",
+        "AIOPS_AUTH_TOKEN=tok-compose\nGRAFANA_ADMIN_PASSWORD=pw\nPOSTGRES_PASSWORD=pg-compose\nLLM_PROVIDER=ollama\nLLM_MODEL=llama3.1\nLLM_BASE_URL=http://ollama:11434/v1\n",
     );
     let services = config["services"].as_object().expect("services");
     let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
@@ -190,6 +204,12 @@ fn compose_file_is_valid_mounts_what_exists_and_wires_the_services_together() {
         "promtail",
         "grafana",
         "ollama",
+        "postgres",
+        "aiops-a",
+        "aiops-b",
+        "alertmanager-a",
+        "alertmanager-b",
+        "prometheus-ha",
     ] {
         assert!(names.contains(service), "{service} is missing");
     }
@@ -197,6 +217,38 @@ fn compose_file_is_valid_mounts_what_exists_and_wires_the_services_together() {
         services["ollama"]["profiles"][0], "ollama",
         "Ollama is optional"
     );
+    for service in [
+        "postgres",
+        "aiops-a",
+        "aiops-b",
+        "alertmanager-a",
+        "alertmanager-b",
+        "prometheus-ha",
+    ] {
+        assert_eq!(
+            services[service]["profiles"][0], "ha",
+            "{service} is in the ha profile"
+        );
+    }
+    // The replicas share one PostgreSQL database; each clustered Alertmanager peers with the other.
+    for replica in ["aiops-a", "aiops-b"] {
+        let url = services[replica]["environment"]["AIOPS__STORE__URL"]
+            .as_str()
+            .expect("url");
+        assert_eq!(
+            url, "postgres://aiops:pg-compose@postgres:5432/aiops",
+            "{replica}"
+        );
+    }
+    for am in ["alertmanager-a", "alertmanager-b"] {
+        let command = services[am]["command"][0].as_str().expect("command");
+        assert!(
+            command.contains("alertmanager-ha.yml")
+                && command.contains("--cluster.peer=alertmanager-a:9094")
+                && command.contains("--cluster.peer=alertmanager-b:9094"),
+            "{am}: {command}"
+        );
+    }
 
     let root = std::fs::canonicalize(repo()).expect("repo");
     let mut published: BTreeMap<u64, &str> = BTreeMap::new();
@@ -240,71 +292,11 @@ fn compose_file_is_valid_mounts_what_exists_and_wires_the_services_together() {
         }
     }
 
-    // The aiops service runs configs/compose.toml (mounted from configs/) with the environment
+    // Every aiops service runs configs/compose.toml (mounted from configs/) with the environment
     // compose gives it: the configuration is valid, and it points at the compose services.
-    let aiops = &services["aiops"];
-    assert!(
-        aiops["volumes"]
-            .as_array()
-            .expect("volumes")
-            .iter()
-            .any(|v| v.as_str() == Some(&format!("{}/configs:/etc/aiops:ro", root.display()))),
-        "{aiops}"
-    );
-    let environment = aiops["environment"].as_object().expect("environment");
-    let file = environment["AIOPS_CONFIG"]
-        .as_str()
-        .expect("AIOPS_CONFIG")
-        .strip_prefix("/etc/aiops/")
-        .expect("a file of the mounted configs/");
-    let mut check = Command::new(env!("CARGO_BIN_EXE_aiops"));
-    check
-        .args([
-            "--config",
-            &format!("{}/configs/{file}", root.display()),
-            "check-config",
-        ])
-        .env_clear();
-    for (key, value) in environment {
-        if key != "AIOPS_CONFIG" {
-            check.env(key, value.as_str().unwrap_or_default());
-        }
+    for name in ["aiops", "aiops-a", "aiops-b"] {
+        check_aiops_service(&root, name, &services[name], &names);
     }
-    let out = check.output().expect("aiops runs");
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let effective: toml::Value = toml::from_str(&printed).expect("TOML");
-    let listen = effective["server"]["listen"].as_str().expect("listen");
-    let port: u64 = listen
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .parse()
-        .expect("port");
-    assert!(
-        aiops["ports"]
-            .as_array()
-            .expect("ports")
-            .iter()
-            .any(|p| p["target"].as_u64() == Some(port)),
-        "aiops listens on {listen}, which compose publishes"
-    );
-    assert_eq!(effective["llm"]["provider"].as_str(), Some("ollama"));
-    assert!(!printed.contains("tok-compose"), "the token is masked");
-    for (key, service, port) in [("prometheus", "prometheus", 9090), ("loki", "loki", 3100)] {
-        let url = effective[key]["url"].as_str().expect("url");
-        assert_eq!(url, format!("http://{service}:{port}"), "{key}.url");
-        assert!(names.contains(service));
-    }
-    assert_eq!(
-        effective["grafana"]["prometheus_datasource"].as_str(),
-        Some("prometheus"),
-        "Explore links use the provisioned datasource's uid"
-    );
 
     // Prometheus scrapes and alerts the compose services on their container ports.
     let prometheus = yaml(&repo().join("prometheus/prometheus.yml"));
@@ -422,6 +414,73 @@ fn setup_writes_a_private_env_that_compose_accepts() {
     assert_eq!(
         config["services"]["aiops"]["environment"]["AIOPS__LLM__PROVIDER"],
         "openai"
+    );
+}
+
+/// The aiops service `name` of the compose file: its config file and environment pass
+/// `check-config`, it listens where compose publishes, and it points at the compose services.
+fn check_aiops_service(root: &Path, name: &str, aiops: &Value, names: &BTreeSet<&str>) {
+    assert!(
+        aiops["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v.as_str() == Some(&format!("{}/configs:/etc/aiops:ro", root.display()))),
+        "{aiops}"
+    );
+    let environment = aiops["environment"].as_object().expect("environment");
+    let file = environment["AIOPS_CONFIG"]
+        .as_str()
+        .expect("AIOPS_CONFIG")
+        .strip_prefix("/etc/aiops/")
+        .expect("a file of the mounted configs/");
+    let mut check = Command::new(env!("CARGO_BIN_EXE_aiops"));
+    check
+        .args([
+            "--config",
+            &format!("{}/configs/{file}", root.display()),
+            "check-config",
+        ])
+        .env_clear();
+    for (key, value) in environment {
+        if key != "AIOPS_CONFIG" {
+            check.env(key, value.as_str().unwrap_or_default());
+        }
+    }
+    let out = check.output().expect("aiops runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: toml::Value = toml::from_str(&printed).expect("TOML");
+    let listen = effective["server"]["listen"].as_str().expect("listen");
+    let port: u64 = listen
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .parse()
+        .expect("port");
+    assert!(
+        aiops["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["target"].as_u64() == Some(port)),
+        "aiops listens on {listen}, which compose publishes"
+    );
+    assert_eq!(effective["llm"]["provider"].as_str(), Some("ollama"));
+    assert!(!printed.contains("tok-compose"), "the token is masked");
+    for (key, service, port) in [("prometheus", "prometheus", 9090), ("loki", "loki", 3100)] {
+        let url = effective[key]["url"].as_str().expect("url");
+        assert_eq!(url, format!("http://{service}:{port}"), "{key}.url");
+        assert!(names.contains(service));
+    }
+    assert_eq!(
+        effective["grafana"]["prometheus_datasource"].as_str(),
+        Some("prometheus"),
+        "Explore links use the provisioned datasource's uid"
     );
 }
 

@@ -569,6 +569,9 @@ impl Store for DownStore {
     async fn close_thread(&self, _: &str, _: &str) -> Result<(), aiops_model::StoreError> {
         down()
     }
+    async fn purge_expired(&self) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
     async fn wait_for_work(&self, max: Duration) {
         tokio::time::sleep(max).await;
     }

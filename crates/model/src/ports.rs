@@ -81,6 +81,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Thread, StoreError>;
     /// Closes a group's open thread (the incident resolved): the group firing again starts a new one.
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
+    /// Deletes expired dedup keys, and finished jobs and threads past retention, now (every backend
+    /// also does this once a minute by itself).
+    async fn purge_expired(&self) -> Result<(), StoreError>;
     /// Waits until a job may have become due, or `max` passed.
     async fn wait_for_work(&self, max: Duration);
 }

@@ -2,15 +2,23 @@
 //!
 //! # Layout
 //! - [`StoreConfig`]: the `[store]` configuration section.
-//! - [`open`]: builds the backend that `store.url` names (SQLite is embedded and the default).
+//! - [`open`]: builds the backend that `store.url` names: SQLite (embedded, the default) or
+//!   PostgreSQL (several replicas on one database).
 //! - `sqlite`: the SQLite backend: WAL, a single writer connection, and group commit.
-//! - `writer`: the group-commit task that runs every write waiting at a moment in one transaction.
-//! - `wal_sync`: the thread that fsyncs the WAL and only then releases a batch's answers.
+//! - `writer`: SQLite's group-commit task that runs every write waiting at a moment in one transaction.
+//! - `wal_sync`: the thread that fsyncs SQLite's WAL and only then releases a batch's answers.
+//! - `postgres`: the PostgreSQL backend: a pool, `FOR UPDATE SKIP LOCKED` claims, group-committed
+//!   webhooks.
+//! - `plan`: what a batch of webhooks becomes (dedup within the batch, outcomes), for both.
+//! - `rows`: reading rows and converting values, for both.
 //!
-//! The SQL is kept portable to PostgreSQL (no SQLite-only functions; times are Unix milliseconds), so
-//! that a PostgreSQL backend can share the migrations.
+//! Both backends run the same migrations: the SQL is portable (no backend-only functions in them;
+//! times are Unix milliseconds in `BIGINT`).
 #![forbid(unsafe_code)]
 
+mod plan;
+mod postgres;
+mod rows;
 mod sqlite;
 mod wal_sync;
 mod writer;
@@ -20,14 +28,19 @@ use std::sync::Arc;
 use aiops_model::{Clock, Store};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 /// The `[store]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Where jobs live: `sqlite://PATH` (the parent folder is created).
-    #[serde(default = "default_url")]
+    /// Where jobs live: `sqlite://PATH` (the parent folder is created), or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` for several replicas on one database. Printed with
+    /// its password masked.
+    #[serde(default = "default_url", serialize_with = "serialize_redacted")]
     pub url: String,
     /// A webhook equal to one received this many seconds ago or less is a duplicate. The default
     /// covers Alertmanager's default `repeat_interval` (4h), so a group that keeps firing is analyzed
@@ -43,6 +56,13 @@ pub struct StoreConfig {
     /// The most enqueue requests committed in one transaction.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// PostgreSQL: connections per replica (workers, the API and the batcher share them).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+}
+
+fn default_pool_size() -> u32 {
+    10
 }
 
 fn default_url() -> String {
@@ -69,6 +89,7 @@ impl Default for StoreConfig {
             max_queued: default_max_queued(),
             retention_days: default_retention_days(),
             max_batch: default_max_batch(),
+            pool_size: default_pool_size(),
         }
     }
 }
@@ -76,11 +97,14 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// Checks the section before anything opens: a bad value names its key.
     pub fn validate(&self) -> Result<(), String> {
-        if sqlite_path(&self.url).is_none() {
+        if sqlite_path(&self.url).is_none() && !is_postgres(&self.url) {
             return Err(format!(
-                "store.url: unsupported URL scheme in {:?}; use sqlite://PATH",
+                "store.url: unsupported URL scheme in {:?}; use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
                 redact_url(&self.url)
             ));
+        }
+        if self.pool_size == 0 {
+            return Err("store.pool_size must be at least 1".into());
         }
         if self.max_queued == 0 {
             return Err("store.max_queued must be at least 1".into());
@@ -112,10 +136,34 @@ pub async fn open(
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Store>, OpenError> {
     config.validate().map_err(OpenError::Config)?;
+    if is_postgres(&config.url) {
+        return Ok(Arc::new(PgStore::open(&config.url, config, clock).await?));
+    }
     let path = sqlite_path(&config.url).ok_or_else(|| OpenError::Config("store.url".into()))?;
     Ok(Arc::new(
         SqliteStore::open(path.as_ref(), config, clock).await?,
     ))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The migrations, embedded; both backends run the same ones.
+pub(crate) fn migrator() -> Migrator {
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(2, "threads", include_str!("../migrations/0002_threads.sql")),
+    ])
 }
 
 /// The file path of a `sqlite://PATH` or `sqlite:PATH` URL.
@@ -124,6 +172,10 @@ fn sqlite_path(url: &str) -> Option<&str> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
     (!path.is_empty()).then_some(path)
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
 }
 
 /// A URL as it may be shown: without a password.

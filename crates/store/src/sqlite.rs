@@ -3,26 +3,23 @@
 //! thread fsyncs the WAL before any answer goes out, so every answered write is durable.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource,
-    JobState, NewJob, QueueCounts, Store, StoreError, Thread,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
+    NewJob, QueueCounts, Store, StoreError, Thread,
 };
 use async_trait::async_trait;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row, SqlSafeStr, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
+use crate::rows::{JOB_COLUMNS, claimed, delivery, duration_ms, get, record, secs_to_ms, to_json};
+pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
 use crate::writer::{Op, OwnedQuery, Statement, Writer};
 
@@ -36,22 +33,6 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push("-wal");
     name.into()
-}
-
-fn migrator() -> Migrator {
-    let migration = |version, name: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            name.into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )
-    };
-    Migrator::with_migrations(vec![
-        migration(1, "init", include_str!("../migrations/0001_init.sql")),
-        migration(2, "threads", include_str!("../migrations/0002_threads.sql")),
-    ])
 }
 
 /// Ends a running attempt: the lease-guarded update of [`SqliteStore::end_attempt`].
@@ -107,7 +88,7 @@ impl SqliteStore {
         let mut write =
             SqliteConnection::connect_with(&options.clone().synchronous(SqliteSynchronous::Normal))
                 .await?;
-        migrator().run(&mut write).await?;
+        crate::migrator().run(&mut write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -151,11 +132,6 @@ impl SqliteStore {
 
     fn now(&self) -> i64 {
         millis(self.clock.now())
-    }
-
-    /// Deletes expired dedup keys and finished jobs past retention now (it also runs once a minute).
-    pub async fn purge_expired(&self) -> Result<(), StoreError> {
-        self.maintenance.purge().await
     }
 
     /// Ends a running attempt in `state`: done, queued again (with the error and the next attempt's
@@ -275,17 +251,9 @@ impl Store for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let id: JobId = parse_id(&row)?;
+        let id: JobId = crate::rows::parse_id(&row)?;
         let deliveries = self.deliveries(id).await?;
-        Ok(Some(ClaimedJob {
-            id,
-            source: parse_source(&row)?,
-            attempt: u32::try_from(get::<i64>(&row, "attempts")?).unwrap_or(u32::MAX),
-            payload: get(&row, "payload")?,
-            analysis: parse_json_opt(&row, "analysis")?,
-            timings: parse_json(&row, "timings")?,
-            deliveries,
-        }))
+        claimed(&row, deliveries).map(Some)
     }
 
     async fn extend_lease(
@@ -355,46 +323,16 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, source, state, group_key, status, alertname, payload, attempts, next_attempt_at,
-                    last_error, timings, analysis, created_at, updated_at, finished_at
-             FROM jobs WHERE id = ?1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(|e| db_error(&e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let state = JobState::parse(&get::<String>(&row, "state")?)
-            .ok_or_else(|| StoreError::Corrupt(format!("job {id}: unknown state")))?;
-        let status = match get::<String>(&row, "status")?.as_str() {
-            "resolved" => AlertStatus::Resolved,
-            _ => AlertStatus::Firing,
-        };
-        let payload: String = get(&row, "payload")?;
-        Ok(Some(JobRecord {
-            id,
-            source: parse_source(&row)?,
-            state,
-            group_key: get(&row, "group_key")?,
-            status,
-            alertname: get(&row, "alertname")?,
-            attempts: u32::try_from(get::<i64>(&row, "attempts")?).unwrap_or_default(),
-            last_error: get(&row, "last_error")?,
-            timings: parse_json(&row, "timings")?,
-            analysis: parse_json_opt(&row, "analysis")?,
-            deliveries: self.deliveries(id).await?,
-            created_at: from_millis(get(&row, "created_at")?),
-            updated_at: from_millis(get(&row, "updated_at")?),
-            next_attempt_at: (state == JobState::Queued)
-                .then(|| get(&row, "next_attempt_at").map(from_millis))
-                .transpose()?,
-            finished_at: get::<Option<i64>>(&row, "finished_at")?.map(from_millis),
-            payload: serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("job {id}: payload: {e}")))?,
-        }))
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        match row {
+            Some(row) => record(&row, self.deliveries(id).await?).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn counts(&self) -> Result<QueueCounts, StoreError> {
@@ -413,8 +351,9 @@ impl Store for SqliteStore {
         .fetch_one(&self.read)
         .await
         .map_err(|e| db_error(&e))?;
-        let count =
-            |column: &str| get::<i64>(&row, column).map(|n| u64::try_from(n).unwrap_or_default());
+        let count = |column: &str| {
+            get::<_, i64>(&row, column).map(|n| u64::try_from(n).unwrap_or_default())
+        };
         let oldest: Option<i64> = get(&row, "oldest")?;
         let counts = QueueCounts {
             queued: count("queued")?,
@@ -488,6 +427,10 @@ impl Store for SqliteStore {
         self.execute(vec![close], false).await.map(drop)
     }
 
+    async fn purge_expired(&self) -> Result<(), StoreError> {
+        self.maintenance.purge().await
+    }
+
     async fn wait_for_work(&self, max: Duration) {
         let _ = tokio::time::timeout(max, self.work.notified()).await;
     }
@@ -500,15 +443,7 @@ impl SqliteStore {
             .fetch_all(&self.read)
             .await
             .map_err(|e| db_error(&e))?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeliveryRecord {
-                    sink: get(row, "sink")?,
-                    delivered_at: from_millis(get(row, "delivered_at")?),
-                    detail: get(row, "detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery).collect()
     }
 }
 
@@ -617,72 +552,4 @@ impl Maintenance {
         }
         Ok(())
     }
-}
-
-pub(crate) fn db_error(e: &sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
-            StoreError::Corrupt(e.to_string())
-        }
-        _ => StoreError::Unavailable(e.to_string()),
-    }
-}
-
-pub(crate) fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn secs_to_ms(secs: u64) -> i64 {
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column).map_err(|e| db_error(&e))
-}
-
-fn parse_id(row: &SqliteRow) -> Result<JobId, StoreError> {
-    let id: String = get(row, "id")?;
-    JobId::from_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))
-}
-
-fn parse_source(row: &SqliteRow) -> Result<JobSource, StoreError> {
-    let source: String = get(row, "source")?;
-    JobSource::parse(&source)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown job source {source:?}")))
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-) -> Result<T, StoreError> {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
-
-fn parse_json_opt<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-) -> Result<Option<T>, StoreError> {
-    let text: Option<String> = get(row, column)?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-    })
-    .transpose()
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    // Our own types serialize to JSON infallibly: no maps with non-string keys, no failing impls.
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }

@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Either, Execute, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::plan::{Enqueue, admit, outcomes};
 use crate::sqlite::{db_error, millis};
 use crate::wal_sync::WalSync;
 
@@ -168,18 +169,11 @@ impl Writer {
         requests: &[Vec<NewJob>],
         statements: Vec<Statement>,
     ) -> Result<(Vec<EnqueueReply>, Vec<Answered>, u64), sqlx::Error> {
-        let mut backlog = match requests.is_empty() {
+        let backlog = match requests.is_empty() {
             true => 0,
             false => self.backlog().await?,
         };
-        let mut admitted = Vec::with_capacity(requests.len());
-        for jobs in requests {
-            let fits = backlog + jobs.len() as u64 <= self.max_queued;
-            if fits {
-                backlog += jobs.len() as u64;
-            }
-            admitted.push(fits);
-        }
+        let (admitted, backlog) = admit(requests, backlog, self.max_queued);
         let jobs: Vec<&NewJob> = requests
             .iter()
             .zip(&admitted)
@@ -201,20 +195,7 @@ impl Writer {
             let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
         }
         let (duplicates, answered, ended) = result?;
-        let outcomes = requests
-            .iter()
-            .zip(admitted)
-            .map(|(jobs, ok)| match ok {
-                false => Err(StoreError::QueueFull(backlog)),
-                true => Ok(jobs
-                    .iter()
-                    .map(|j| match duplicates.get(&j.id) {
-                        Some(original) => EnqueueOutcome::Duplicate(*original),
-                        None => EnqueueOutcome::Created(j.id),
-                    })
-                    .collect()),
-            })
-            .collect();
+        let outcomes = outcomes(requests, &admitted, &duplicates, backlog);
         Ok((outcomes, answered, ended))
     }
 
@@ -381,36 +362,8 @@ fn owned(
 /// of 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 1000;
 
-/// The webhooks of a batch: which jobs to insert, and which dedup keys they claim.
-struct Enqueue<'a> {
-    /// Jobs to insert, unless the dedup key they claim turns out to be held by another job.
-    jobs: Vec<&'a NewJob>,
-    /// Jobs whose key an earlier job of the same batch claims, with that job's id.
-    same_batch: Vec<(JobId, JobId)>,
-}
-
-impl<'a> Enqueue<'a> {
-    fn plan(jobs: &[&'a NewJob]) -> Self {
-        let mut first_with_key: HashMap<&str, JobId> = HashMap::new();
-        let mut plan = Self {
-            jobs: Vec::with_capacity(jobs.len()),
-            same_batch: Vec::new(),
-        };
-        for job in jobs {
-            match job.dedup_key.as_deref() {
-                Some(key) => match first_with_key.get(key) {
-                    Some(first) => plan.same_batch.push((job.id, *first)),
-                    None => {
-                        first_with_key.insert(key, job.id);
-                        plan.jobs.push(job);
-                    }
-                },
-                None => plan.jobs.push(job),
-            }
-        }
-        plan
-    }
-
+/// The SQLite statements of an [`Enqueue`].
+impl Enqueue<'_> {
     /// One query (two statements) per chunk of jobs. The first claims each job's dedup key: the unique
     /// key makes this race-free, a new key or one older than the TTL (`cutoff`) goes to the job, and a
     /// key that is still held keeps its job. The second inserts the jobs that hold their key (and those
@@ -467,25 +420,5 @@ impl<'a> Enqueue<'a> {
                 owned(query.build())
             })
             .collect()
-    }
-
-    /// The jobs that were not inserted, each with the id of the job that holds its key. `holders` is
-    /// empty when every job was inserted.
-    fn duplicates(&self, holders: &HashMap<String, JobId>) -> HashMap<JobId, JobId> {
-        let mut duplicates = HashMap::new();
-        for job in &self.jobs {
-            let Some(key) = job.dedup_key.as_deref() else {
-                continue;
-            };
-            if let Some(holder) = holders.get(key).filter(|h| **h != job.id) {
-                duplicates.insert(job.id, *holder);
-            }
-        }
-        // A later job of the batch with an earlier one's key duplicates whatever that one duplicates.
-        for (id, first) in &self.same_batch {
-            let holder = duplicates.get(first).copied().unwrap_or(*first);
-            duplicates.insert(*id, holder);
-        }
-        duplicates
     }
 }

@@ -1,4 +1,5 @@
-//! The store's queue behaviour on a real SQLite file: commit, dedup, claiming, leases, retries, limits.
+//! The store's behaviour, one suite run on both backends (a real SQLite file, and a database of its
+//! own on a real PostgreSQL): commit, dedup, claiming, leases, retries, limits, history, threads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,27 +9,110 @@ use aiops_model::{
     AttemptEnd, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock,
     NewJob, StageTimings, Store, StoreError,
 };
-use aiops_store::{SqliteStore, StoreConfig};
+use aiops_store::{PgStore, SqliteStore, StoreConfig};
+use sqlx::Connection;
 use time::OffsetDateTime;
 
-struct Harness {
-    store: Arc<SqliteStore>,
-    clock: Arc<ManualClock>,
-    config: StoreConfig,
-    dir: tempfile::TempDir,
+/// The backends every behaviour runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-async fn harness(config: StoreConfig) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Where a harness's database lives.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    /// A database of its own on the test PostgreSQL, dropped with the harness.
+    Postgres {
+        admin: String,
+        db: String,
+    },
+}
+
+struct Harness {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    config: StoreConfig,
+    place: Place,
+}
+
+/// The test PostgreSQL's admin URL: `AIOPS_TEST_POSTGRES`, which scripts/test.sh sets.
+fn postgres_admin() -> String {
+    std::env::var("AIOPS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://aiops_test:aiops_test@127.0.0.1:5432/postgres".into())
+}
+
+fn database_url(admin: &str, db: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{db}")
+}
+
+async fn open(place: &Place, config: &StoreConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
+    match place {
+        Place::Sqlite(dir) => Arc::new(
+            SqliteStore::open(&dir.path().join("aiops.db"), config, clock)
+                .await
+                .expect("opens"),
+        ),
+        Place::Postgres { admin, db } => Arc::new(
+            PgStore::open(&database_url(admin, db), config, clock)
+                .await
+                .expect("opens"),
+        ),
+    }
+}
+
+async fn harness(backend: Backend, config: StoreConfig) -> Harness {
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let store = SqliteStore::open(&dir.path().join("aiops.db"), &config, clock.clone())
-        .await
-        .expect("opens");
+    let place = match backend {
+        Backend::Sqlite => Place::Sqlite(tempfile::tempdir().expect("tempdir")),
+        Backend::Postgres => {
+            let admin = postgres_admin();
+            let db = format!("aiops_t_{}", JobId::new().to_string().replace('-', ""));
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}): scripts/test.sh installs (apt-get install postgresql) and starts it",
+                    aiops_store::redact_url(&admin)
+                )
+            });
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut conn)
+                .await
+                .expect("create the test database");
+            Place::Postgres { admin, db }
+        }
+    };
     Harness {
-        store: Arc::new(store),
+        store: open(&place, &config, clock.clone()).await,
         clock,
         config,
-        dir,
+        place,
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let Place::Postgres { admin, db } = &self.place else {
+            return;
+        };
+        // Drop the test's database, from a thread of its own (Drop cannot await).
+        let (admin, db) = (admin.clone(), db.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -42,24 +126,107 @@ impl Harness {
             .expect("a due job")
     }
 
-    async fn reopen(self) -> Self {
-        let Harness {
-            store,
-            clock,
-            config,
-            dir,
-        } = self;
-        drop(store);
-        let store = SqliteStore::open(&dir.path().join("aiops.db"), &config, clock.clone())
-            .await
-            .expect("reopens");
-        Harness {
-            store: Arc::new(store),
-            clock,
-            config,
-            dir,
+    /// Closes the store and opens the same database again.
+    async fn reopen(mut self) -> Self {
+        let placeholder: Arc<dyn Store> = Arc::new(Closed);
+        drop(std::mem::replace(&mut self.store, placeholder));
+        // Let the closed store's tasks and connections go.
+        tokio::task::yield_now().await;
+        self.store = open(&self.place, &self.config, self.clock.clone()).await;
+        self
+    }
+
+    /// A `SELECT COUNT(*) …` on the database itself.
+    async fn count(&self, sql: &'static str) -> i64 {
+        match &self.place {
+            Place::Sqlite(dir) => {
+                let db = dir.path().join("aiops.db");
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+                    .await
+                    .expect("open");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count")
+            }
+            Place::Postgres { admin, db } => {
+                let mut conn = sqlx::PgConnection::connect(&database_url(admin, db))
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
         }
     }
+}
+
+/// Stands in for a store while the harness reopens its database.
+#[derive(Debug)]
+struct Closed;
+
+#[async_trait::async_trait]
+impl Store for Closed {
+    async fn enqueue(&self, _: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        unreachable!()
+    }
+    async fn claim(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<aiops_model::ClaimedJob>, StoreError> {
+        unreachable!()
+    }
+    async fn extend_lease(&self, _: JobId, _: &str, _: Duration) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn record_delivery(&self, _: JobId, _: &DeliveryRecord) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn complete(&self, _: JobId, _: &str, _: AttemptEnd<'_>) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn fail(
+        &self,
+        _: JobId,
+        _: &str,
+        _: &str,
+        _: AttemptEnd<'_>,
+        _: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn release(&self, _: JobId, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn get(&self, _: JobId) -> Result<Option<aiops_model::JobRecord>, StoreError> {
+        unreachable!()
+    }
+    async fn counts(&self) -> Result<aiops_model::QueueCounts, StoreError> {
+        unreachable!()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn thread(&self, _: &str, _: &str) -> Result<Option<aiops_model::Thread>, StoreError> {
+        unreachable!()
+    }
+    async fn save_thread(
+        &self,
+        _: &str,
+        _: &str,
+        _: &aiops_model::Thread,
+    ) -> Result<aiops_model::Thread, StoreError> {
+        unreachable!()
+    }
+    async fn close_thread(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn purge_expired(&self) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn wait_for_work(&self, _: Duration) {}
 }
 
 fn job(key: &str) -> NewJob {
@@ -90,9 +257,8 @@ fn end() -> AttemptEnd<'static> {
     }
 }
 
-#[tokio::test]
-async fn committed_job_survives_reopening_and_can_be_read_back() {
-    let h = harness(StoreConfig::default()).await;
+async fn committed_job_survives_reopening_and_can_be_read_back(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let outcome = h.store.enqueue(vec![job("a")]).await.expect("enqueue");
     let id = outcome[0].job_id();
     assert_eq!(outcome[0], EnqueueOutcome::Created(id));
@@ -109,12 +275,14 @@ async fn committed_job_survives_reopening_and_can_be_read_back() {
     assert_eq!(h.store.counts().await.expect("counts").queued, 1);
 }
 
-#[tokio::test]
-async fn a_duplicate_within_the_ttl_makes_no_job_and_names_the_original() {
-    let h = harness(StoreConfig {
-        dedup_ttl_secs: 60,
-        ..StoreConfig::default()
-    })
+async fn a_duplicate_within_the_ttl_makes_no_job_and_names_the_original(backend: Backend) {
+    let h = harness(
+        backend,
+        StoreConfig {
+            dedup_ttl_secs: 60,
+            ..StoreConfig::default()
+        },
+    )
     .await;
     let first = h.store.enqueue(vec![job("k")]).await.expect("enqueue")[0];
     let again = h.store.enqueue(vec![job("k")]).await.expect("enqueue")[0];
@@ -128,9 +296,8 @@ async fn a_duplicate_within_the_ttl_makes_no_job_and_names_the_original() {
     assert_eq!(h.store.counts().await.expect("counts").queued, 2);
 }
 
-#[tokio::test]
-async fn concurrent_duplicates_make_exactly_one_job() {
-    let h = harness(StoreConfig::default()).await;
+async fn concurrent_duplicates_make_exactly_one_job(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let store = h.store.clone();
@@ -143,9 +310,8 @@ async fn concurrent_duplicates_make_exactly_one_job() {
     assert_eq!(h.store.counts().await.expect("counts").queued, 1);
 }
 
-#[tokio::test]
-async fn jobs_without_a_dedup_key_are_never_duplicates() {
-    let h = harness(StoreConfig::default()).await;
+async fn jobs_without_a_dedup_key_are_never_duplicates(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let mut manual = job("m");
     manual.dedup_key = None;
     let mut manual2 = manual.clone();
@@ -158,12 +324,14 @@ async fn jobs_without_a_dedup_key_are_never_duplicates() {
     assert!(outcomes.iter().all(|o| !o.is_duplicate()));
 }
 
-#[tokio::test]
-async fn a_full_queue_refuses_the_whole_request_and_writes_nothing() {
-    let h = harness(StoreConfig {
-        max_queued: 2,
-        ..StoreConfig::default()
-    })
+async fn a_full_queue_refuses_the_whole_request_and_writes_nothing(backend: Backend) {
+    let h = harness(
+        backend,
+        StoreConfig {
+            max_queued: 2,
+            ..StoreConfig::default()
+        },
+    )
     .await;
     h.store.enqueue(vec![job("1")]).await.expect("first fits");
     let err = h
@@ -184,12 +352,14 @@ async fn a_full_queue_refuses_the_whole_request_and_writes_nothing() {
         .expect("one more fits");
 }
 
-#[tokio::test]
-async fn a_full_queue_makes_room_as_soon_as_jobs_end() {
-    let h = harness(StoreConfig {
-        max_queued: 2,
-        ..StoreConfig::default()
-    })
+async fn a_full_queue_makes_room_as_soon_as_jobs_end(backend: Backend) {
+    let h = harness(
+        backend,
+        StoreConfig {
+            max_queued: 2,
+            ..StoreConfig::default()
+        },
+    )
     .await;
     h.store
         .enqueue(vec![job("1"), job("2")])
@@ -242,9 +412,8 @@ async fn a_full_queue_makes_room_as_soon_as_jobs_end() {
     assert!(full(h.store.enqueue(vec![job("5")]).await), "full again");
 }
 
-#[tokio::test]
-async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
-    let h = harness(StoreConfig::default()).await;
+async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     let first = h
         .store
@@ -282,9 +451,8 @@ async fn an_expired_lease_lets_another_worker_claim_and_fences_the_first() {
     assert!(record.finished_at.is_some());
 }
 
-#[tokio::test]
-async fn a_renewed_lease_keeps_the_job() {
-    let h = harness(StoreConfig::default()).await;
+async fn a_renewed_lease_keeps_the_job(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.claim("w1").await;
     h.clock.advance(LEASE - Duration::from_secs(1));
@@ -293,9 +461,8 @@ async fn a_renewed_lease_keeps_the_job() {
     assert!(h.store.claim("w2", LEASE).await.expect("claim").is_none());
 }
 
-#[tokio::test]
-async fn a_failed_attempt_waits_until_its_retry_time() {
-    let h = harness(StoreConfig::default()).await;
+async fn a_failed_attempt_waits_until_its_retry_time(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.claim("w").await;
     let retry_at = h.clock.now() + Duration::from_secs(10);
@@ -328,9 +495,8 @@ async fn a_failed_attempt_waits_until_its_retry_time() {
     assert_eq!(h.store.counts().await.expect("counts").dead, 1);
 }
 
-#[tokio::test]
-async fn released_jobs_come_back_without_counting_the_attempt() {
-    let h = harness(StoreConfig::default()).await;
+async fn released_jobs_come_back_without_counting_the_attempt(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.claim("w").await;
     h.store.release(id, "w").await.expect("release");
@@ -343,9 +509,8 @@ async fn released_jobs_come_back_without_counting_the_attempt() {
     assert_eq!(again.attempt, 1);
 }
 
-#[tokio::test]
-async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
-    let h = harness(StoreConfig::default()).await;
+async fn deliveries_and_analysis_are_kept_for_the_next_attempt(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.claim("w").await;
     let delivery = DeliveryRecord {
@@ -416,9 +581,8 @@ async fn deliveries_and_analysis_are_kept_for_the_next_attempt() {
     );
 }
 
-#[tokio::test]
-async fn a_delivery_is_recorded_even_when_the_lease_was_lost() {
-    let h = harness(StoreConfig::default()).await;
+async fn a_delivery_is_recorded_even_when_the_lease_was_lost(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.claim("w1").await;
     h.clock.advance(LEASE * 2);
@@ -458,9 +622,8 @@ fn payload() -> aiops_model::WebhookPayload {
         .expect("parses")
 }
 
-#[tokio::test]
-async fn counts_report_age_and_recent_finishes() {
-    let h = harness(StoreConfig::default()).await;
+async fn counts_report_age_and_recent_finishes(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let id = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
     h.store.enqueue(vec![job("b")]).await.expect("enqueue");
     h.clock.advance(Duration::from_secs(5));
@@ -473,14 +636,13 @@ async fn counts_report_age_and_recent_finishes() {
     assert!((5.0..6.0).contains(&age), "{age}");
 }
 
-#[tokio::test]
-async fn purging_removes_expired_dedup_keys_and_old_history_only() {
+async fn purging_removes_expired_dedup_keys_and_old_history_only(backend: Backend) {
     let config = StoreConfig {
         dedup_ttl_secs: 3600,
         retention_days: 1,
         ..StoreConfig::default()
     };
-    let h = harness(config).await;
+    let h = harness(backend, config).await;
     let old = h.store.enqueue(vec![job("old")]).await.expect("enqueue")[0].job_id();
     h.claim("w").await;
     let delivery = DeliveryRecord {
@@ -511,26 +673,17 @@ async fn purging_removes_expired_dedup_keys_and_old_history_only() {
         "unfinished jobs are never purged"
     );
     // Look at the tables themselves: nothing of the purged job is left behind.
-    let db = h.dir.path().join("aiops.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open");
     for (sql, expected) in [
         ("SELECT COUNT(*) FROM deliveries", 0),
         ("SELECT COUNT(*) FROM dedup", 0),
         ("SELECT COUNT(*) FROM jobs", 1),
     ] {
-        let n: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-        assert_eq!(n, expected, "{sql}");
+        assert_eq!(h.count(sql).await, expected, "{sql}");
     }
 }
 
-#[tokio::test]
-async fn the_first_thread_of_a_group_wins_and_survives_reopening() {
-    let h = harness(StoreConfig::default()).await;
+async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
     let group = "{}:{alertname=\"TargetDown\"}";
     assert_eq!(h.store.thread(group, "slack").await.expect("read"), None);
     let first = aiops_model::Thread {
@@ -576,3 +729,39 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening() {
     );
     assert_ne!(stored, a);
 }
+
+/// Runs each behaviour on both backends.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    committed_job_survives_reopening_and_can_be_read_back,
+    a_duplicate_within_the_ttl_makes_no_job_and_names_the_original,
+    concurrent_duplicates_make_exactly_one_job,
+    jobs_without_a_dedup_key_are_never_duplicates,
+    a_full_queue_refuses_the_whole_request_and_writes_nothing,
+    a_full_queue_makes_room_as_soon_as_jobs_end,
+    an_expired_lease_lets_another_worker_claim_and_fences_the_first,
+    a_renewed_lease_keeps_the_job,
+    a_failed_attempt_waits_until_its_retry_time,
+    released_jobs_come_back_without_counting_the_attempt,
+    deliveries_and_analysis_are_kept_for_the_next_attempt,
+    a_delivery_is_recorded_even_when_the_lease_was_lost,
+    counts_report_age_and_recent_finishes,
+    purging_removes_expired_dedup_keys_and_old_history_only,
+    the_first_thread_of_a_group_wins_and_survives_reopening,
+);

@@ -109,6 +109,24 @@ impl Daemon {
         )
     }
 
+    /// Like [`Daemon::post_webhook`], but a failed request (the daemon is down) is `None`, not a panic.
+    pub async fn try_post_webhook(&self, body: String) -> (Option<reqwest::StatusCode>, Value) {
+        let sent = self
+            .client
+            .post(format!("{}/webhook/alerts", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                (Some(status), response.json().await.unwrap_or_default())
+            }
+            Err(_) => (None, Value::Null),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let response = reqwest::get(format!("{}{path}", self.url))
             .await
@@ -227,4 +245,77 @@ impl Drop for Proc {
 /// The repository's root (for the shipped configs).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A database of its own on the test PostgreSQL (`AIOPS_TEST_POSTGRES`, which scripts/test.sh sets
+/// up), dropped when this is.
+pub struct PgDb {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = std::env::var("AIOPS_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://aiops_test:aiops_test@127.0.0.1:5432/postgres".into());
+        let name = format!("aiops_t_{}", uuid_like());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable ({e}): scripts/test.sh installs (apt-get install postgresql) and starts it")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{nanos:x}{:x}{n}", std::process::id())
+}
+
+/// A webhook payload of a group of its own (alert name `Load{n}`), as an HA pair would send it.
+pub fn distinct_group(n: usize) -> String {
+    let mut payload: Value =
+        serde_json::from_str(&fixture("high-load-warning.json")).expect("json");
+    let name = format!("Load{n:05}");
+    payload["groupKey"] = Value::String(format!("{{}}:{{alertname=\"{name}\"}}"));
+    payload["groupLabels"]["alertname"] = Value::String(name.clone());
+    payload["commonLabels"]["alertname"] = Value::String(name.clone());
+    payload["alerts"][0]["labels"]["alertname"] = Value::String(name);
+    payload["alerts"][0]["fingerprint"] = Value::String(format!("ha-{n:05}"));
+    payload.to_string()
 }
