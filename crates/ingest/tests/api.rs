@@ -614,3 +614,295 @@ async fn a_broken_store_answers_503_so_alertmanager_retries_and_metrics_stay_up(
         "{text}"
     );
 }
+
+// Hostile input: every client mistake gets a clear 4xx and stores nothing; nothing gets a 5xx.
+
+#[tokio::test]
+async fn hostile_bodies_get_a_clear_4xx_and_store_nothing() {
+    let app = spawn_app(|_, _| {}).await;
+    let url = format!("{}/webhook/alerts", app.url);
+    let valid: Value = serde_json::from_slice(&fixture("target-down-single.json")).expect("json");
+    let with_alert = |f: &dyn Fn(&mut Value)| {
+        let mut v = valid.clone();
+        f(&mut v["alerts"][0]);
+        serde_json::to_vec(&v).expect("encode")
+    };
+    let nested = {
+        let mut v = valid.clone();
+        v["alerts"][0]["x"] = Value::Null;
+        let text = serde_json::to_string(&v).expect("encode");
+        let depth = 100_000;
+        text.replacen(
+            "null",
+            &format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
+            1,
+        )
+        .into_bytes()
+    };
+    let many_labels = with_alert(&|a| {
+        for i in 0..10_000 {
+            a["labels"][format!("label_{i}")] = Value::String("v".into());
+        }
+    });
+    let huge_value = with_alert(&|a| {
+        a["labels"]["instance"] = Value::String("x".repeat(1024 * 1024));
+    });
+    let mut invalid_utf8 = fixture("target-down-single.json");
+    let at = invalid_utf8
+        .windows(7)
+        .position(|w| w == b"api\",\n" || w == b"\"api\",")
+        .unwrap_or(40);
+    invalid_utf8[at + 1] = 0xff;
+    invalid_utf8.insert(at + 2, 0xfe);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "deeply nested JSON",
+            nested,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "10,000 labels",
+            many_labels,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payload",
+        ),
+        (
+            "a 1 MiB label value",
+            huge_value,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payload",
+        ),
+        (
+            "invalid UTF-8",
+            invalid_utf8,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "an empty body",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "a JSON array",
+            b"[]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payload",
+        ),
+    ];
+    for (what, body, expected, error) in cases {
+        let (status, answer) = app.post("/webhook/alerts", body).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+        assert_error(&answer, error);
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            !detail.is_empty() && detail.len() < 1000,
+            "{what}: a short, clear detail: {detail}"
+        );
+    }
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/xml"),
+    ] {
+        let mut request = app
+            .client
+            .post(&url)
+            .body(fixture("target-down-single.json"));
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let (status, body) = app.send(request).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_error(&body, "unsupported_media_type");
+    }
+    assert_eq!(app.jobs().await, 0, "no hostile request wrote anything");
+    assert_eq!(app.get("/health").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn auth_bypass_attempts_are_refused() {
+    let app = spawn_app(|server, _| {
+        server.auth.bearer_token = Some(SecretString::from(TOKEN));
+        server.auth.basic_username = "alertmanager".into();
+        server.auth.basic_password = Some(SecretString::from("pw"));
+    })
+    .await;
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    let prefix = &TOKEN[..TOKEN.len() - 1];
+    for attempt in [
+        None,
+        Some(format!("Token {TOKEN}")),
+        Some(format!("Basic {TOKEN}")),
+        Some(TOKEN.to_owned()),
+        Some(format!("Bearer {prefix}")),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Bearer {TOKEN} {TOKEN}")),
+        Some("Bearer ".to_owned()),
+        Some("Bearer".to_owned()),
+        Some(basic("alertmanager:")),
+        Some(basic("alertmanager")),
+        Some(basic(":pw")),
+        Some(basic("other:pw")),
+        Some(basic("alertmanager:p")),
+        Some("Basic !!!not-base64".to_owned()),
+    ] {
+        for path in ["/webhook/alerts", "/analyze"] {
+            let mut request = app
+                .client
+                .post(format!("{}{path}", app.url))
+                .header("content-type", "application/json")
+                .body(fixture("target-down-single.json"));
+            if let Some(value) = &attempt {
+                request = request.header("authorization", value);
+            }
+            let (status, body) = app.send(request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {attempt:?}");
+            assert!(!body.to_string().contains(TOKEN));
+        }
+    }
+    assert_eq!(app.jobs().await, 0);
+}
+
+/// The fixtures, mutated: bytes flipped, inserted, removed or cut off, and JSON values replaced by
+/// arbitrary ones. Strategies from proptest, driving the real app over HTTP.
+fn mutated_bodies() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let fixtures: Vec<Vec<u8>> = [
+        "high-error-rate-k8s.json",
+        "high-load-warning.json",
+        "target-down-group-firing.json",
+        "target-down-group-one-resolved.json",
+        "target-down-group-resolved.json",
+        "target-down-single.json",
+    ]
+    .into_iter()
+    .map(fixture)
+    .collect();
+    let json = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,40}".prop_map(Value::String),
+    ]
+    .prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    let bytes = (
+        0..fixtures.len(),
+        prop::collection::vec((any::<usize>(), 0u8..4, any::<u8>()), 1..8),
+    )
+        .prop_map({
+            let fixtures = fixtures.clone();
+            move |(i, edits)| {
+                let mut body = fixtures[i].clone();
+                for (at, kind, byte) in edits {
+                    if body.is_empty() {
+                        break;
+                    }
+                    let at = at % body.len();
+                    match kind {
+                        0 => body[at] = byte,
+                        1 => body.insert(at, byte),
+                        2 => drop(body.remove(at)),
+                        _ => body.truncate(at),
+                    }
+                }
+                body
+            }
+        });
+    let structural = (
+        0..fixtures.len(),
+        prop::collection::vec((any::<usize>(), json), 1..4),
+    )
+        .prop_map(move |(i, edits)| {
+            let mut value: Value = serde_json::from_slice(&fixtures[i]).expect("fixture");
+            for (pick, replacement) in edits {
+                let mut paths = Vec::new();
+                json_paths(&value, String::new(), 0, &mut paths);
+                let path = &paths[pick % paths.len()];
+                if let Some(node) = value.pointer_mut(path) {
+                    *node = replacement;
+                }
+            }
+            serde_json::to_vec(&value).expect("encode")
+        });
+    prop_oneof![bytes, structural]
+}
+
+/// JSON pointers to every node down to depth 4 (the root too).
+fn json_paths(value: &Value, at: String, depth: usize, out: &mut Vec<String>) {
+    out.push(at.clone());
+    if depth == 4 {
+        return;
+    }
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = k.replace('~', "~0").replace('/', "~1");
+                json_paths(v, format!("{at}/{key}"), depth + 1, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                json_paths(v, format!("{at}/{i}"), depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_payloads_never_get_a_5xx_and_never_break_the_server() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let app = spawn_app(|_, _| {}).await;
+    let strategy = mutated_bodies();
+    // A fixed seed: the same 600 cases on every run (and in CI); a failure names its body.
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..600 {
+        let body = strategy.new_tree(&mut runner).expect("a case").current();
+        for path in ["/webhook/alerts", "/analyze"] {
+            let (status, answer) = app.post(path, body.clone()).await;
+            assert!(
+                status.as_u16() < 500,
+                "{path} answered {status} to {:?}: {answer}",
+                String::from_utf8_lossy(&body)
+            );
+            if status.is_client_error() {
+                assert!(answer["error"].is_string(), "a clear error body: {answer}");
+            }
+            *seen.entry(status.as_u16()).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        seen.keys().any(|s| *s >= 400),
+        "the mutations reach the error paths: {seen:?}"
+    );
+    assert!(
+        seen.keys().any(|s| *s < 300),
+        "and the accepting path: {seen:?}"
+    );
+    assert_eq!(app.get("/health").await.0, StatusCode::OK);
+}

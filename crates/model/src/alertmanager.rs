@@ -74,13 +74,34 @@ pub struct Alert {
 }
 
 impl WebhookPayload {
-    /// Checks what serde cannot: a group has alerts and a key. Returns a message for the client.
+    /// Checks what serde cannot: a group has alerts and a key, and no label set is absurd (see
+    /// [`MAX_LABELS`], [`MAX_LABEL_VALUE`], [`MAX_ANNOTATION_VALUE`]). Returns a message for the
+    /// client.
     pub fn validate(&self) -> Result<(), String> {
         if self.group_key.trim().is_empty() {
             return Err("`groupKey` must not be empty".into());
         }
         if self.alerts.is_empty() {
             return Err("`alerts` must contain at least one alert".into());
+        }
+        check_labels("groupLabels", &self.group_labels, MAX_LABEL_VALUE)?;
+        check_labels("commonLabels", &self.common_labels, MAX_LABEL_VALUE)?;
+        check_labels(
+            "commonAnnotations",
+            &self.common_annotations,
+            MAX_ANNOTATION_VALUE,
+        )?;
+        for (i, alert) in self.alerts.iter().enumerate() {
+            check_labels(
+                &format!("alerts[{i}].labels"),
+                &alert.labels,
+                MAX_LABEL_VALUE,
+            )?;
+            check_labels(
+                &format!("alerts[{i}].annotations"),
+                &alert.annotations,
+                MAX_ANNOTATION_VALUE,
+            )?;
         }
         Ok(())
     }
@@ -204,13 +225,76 @@ fn classify(body: &[u8], e: serde_json::Error) -> InputError {
     }
 }
 
+/// The deepest nesting of arrays and objects accepted anywhere in a body. A webhook nests 4 deep;
+/// serde skips unknown fields without a depth limit, so a deeper body would be stored and then
+/// break every later reader that parses it as a JSON value.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses a body nested deeper than [`MAX_DEPTH`], in one pass over its bytes (strings skipped).
+fn check_depth(body: &[u8]) -> Result<(), InputError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(InputError::Syntax(format!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses, validates and normalizes an Alertmanager (or Grafana) webhook body.
 pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, InputError> {
+    check_depth(body)?;
     let mut payload: WebhookPayload =
         serde_json::from_slice(body).map_err(|e| classify(body, e))?;
     payload.validate().map_err(InputError::Shape)?;
     payload.normalize();
     Ok(payload)
+}
+
+/// The most labels (or annotations) one set may have. Prometheus' own default `label_limit` is
+/// unlimited, but real alerts carry tens; thousands mean a broken sender.
+pub const MAX_LABELS: usize = 512;
+/// The longest label name or value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 16 * 1024;
+/// The longest annotation value (descriptions can be long), in bytes.
+pub const MAX_ANNOTATION_VALUE: usize = 64 * 1024;
+
+fn check_labels(what: &str, labels: &Labels, max_value: usize) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!(
+            "`{what}` has {} entries; at most {MAX_LABELS} are accepted",
+            labels.len()
+        ));
+    }
+    for (name, value) in labels {
+        if name.len() > MAX_LABEL_VALUE {
+            return Err(format!(
+                "`{what}` has a name longer than {MAX_LABEL_VALUE} bytes"
+            ));
+        }
+        if value.len() > max_value {
+            let shown: String = name.chars().take(64).collect();
+            return Err(format!(
+                "`{what}.{shown}` is {} bytes long; at most {max_value} are accepted",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One alert given by hand to `/analyze` or `aiops analyze`.
@@ -282,6 +366,7 @@ pub fn compact_json(json: &str) -> String {
 
 /// Parses what `/analyze` takes: a whole webhook payload (it has `alerts`) or a single alert.
 pub fn parse_analyze_input(body: &[u8], now: OffsetDateTime) -> Result<WebhookPayload, InputError> {
+    check_depth(body)?;
     let value: serde_json::Value = serde_json::from_slice(body)?;
     if value.get("alerts").is_some() {
         return parse_webhook(body);
@@ -294,7 +379,9 @@ pub fn parse_analyze_input(body: &[u8], now: OffsetDateTime) -> Result<WebhookPa
     {
         return Err(InputError::Shape("`labels.alertname` is required".into()));
     }
-    Ok(alert.into_payload(now))
+    let payload = alert.into_payload(now);
+    payload.validate().map_err(InputError::Shape)?;
+    Ok(payload)
 }
 
 /// A stable hash of a label set, used when a sender gives no fingerprint.
@@ -321,6 +408,16 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn depth_counts_arrays_and_objects_but_not_brackets_in_strings() {
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(check_depth(deep.as_bytes()).is_err());
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(check_depth(ok.as_bytes()).is_ok());
+        let text = format!("{{\"a\": \"\\\"{}\"}}", "[".repeat(100));
+        assert!(check_depth(text.as_bytes()).is_ok(), "{text}");
+    }
+
     #[test]
     fn compact_json_drops_only_the_whitespace_between_tokens() {
         let pretty = "{\n  \"a\" : [ 1 ,\t2.50 ],\r\n  \"s\": \"two  words \\\" and \\\\\",\n  \"t\": \"\\\\\" , \"u\": { } }";
