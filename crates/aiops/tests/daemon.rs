@@ -166,6 +166,14 @@ async fn a_job_whose_sink_stays_down_ends_dead_with_its_reason_visible() {
     let id = body["job_id"].as_str().expect("id").to_owned();
     let status = daemon.drain(Duration::from_secs(30)).await;
     assert_eq!(status["dead"], 1, "{status}");
+    // /queue/status names the dead job and why.
+    assert_eq!(status["recent_dead"][0]["id"], id.as_str(), "{status}");
+    assert!(
+        status["recent_dead"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("notify: webhook: request failed")),
+        "{status}"
+    );
     let record = daemon.get(&format!("/analyses/{id}")).await;
     assert_eq!(record["state"], "dead", "{record}");
     assert_eq!(record["attempts"], 2);

@@ -207,6 +207,21 @@ pub struct QueueCounts {
     pub oldest_queued_age_secs: Option<f64>,
     /// Jobs that reached done or dead in the last 60 seconds.
     pub finished_last_minute: u64,
+    /// The last jobs that ended dead (at most [`RECENT_DEAD`]), newest first, with why.
+    pub recent_dead: Vec<DeadJob>,
+}
+
+/// How many dead jobs `/queue/status` names.
+pub const RECENT_DEAD: usize = 5;
+
+/// A job that ended dead, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadJob {
+    pub id: JobId,
+    pub alertname: String,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
 }
 
 impl QueueCounts {

@@ -26,8 +26,8 @@ pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
 pub use job::{
-    ClaimedJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState, NewJob,
-    QueueCounts, StageTimings,
+    ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState,
+    NewJob, QueueCounts, RECENT_DEAD, StageTimings,
 };
 pub use metrics::Metrics;
 pub use ports::{

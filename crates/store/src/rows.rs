@@ -162,6 +162,27 @@ pub(crate) const JOB_COLUMNS: &str = "id, source, state, group_key, status, aler
      CAST(attempts AS BIGINT) AS attempts, next_attempt_at, last_error, timings, analysis, \
      created_at, updated_at, finished_at";
 
+/// The last dead jobs, newest first (the `jobs_finished` index serves it).
+pub(crate) const RECENT_DEAD_SQL: &str = "SELECT id, alertname, last_error, finished_at FROM jobs \
+     WHERE state = 'dead' AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 5";
+
+/// A row of [`RECENT_DEAD_SQL`].
+pub(crate) fn dead_job<R>(row: &R) -> Result<aiops_model::DeadJob, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(aiops_model::DeadJob {
+        id: parse_id(row)?,
+        alertname: get(row, "alertname")?,
+        error: get(row, "last_error")?,
+        finished_at: from_millis(get(row, "finished_at")?),
+    })
+}
+
 /// A row of `deliveries` (sink, delivered_at, detail).
 pub(crate) fn delivery<R>(row: &R) -> Result<DeliveryRecord, StoreError>
 where

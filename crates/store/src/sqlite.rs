@@ -362,6 +362,13 @@ impl Store for SqliteStore {
             dead: count("dead")?,
             oldest_queued_age_secs: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
             finished_last_minute: count("finished")?,
+            recent_dead: sqlx::query(crate::rows::RECENT_DEAD_SQL)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error(&e))?
+                .iter()
+                .map(crate::rows::dead_job)
+                .collect::<Result<_, _>>()?,
         };
         Ok(counts)
     }
