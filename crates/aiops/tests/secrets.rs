@@ -161,7 +161,7 @@ async fn canary_secrets_never_leave_where_they_belong() {
         Some("Bearer wrong"),
         Some(&format!("Bearer {}", &API_TOKEN[..10])),
     ] {
-        let response = post(bad.as_deref()).await.expect("answers");
+        let response = post(bad).await.expect("answers");
         assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
         assert_clean("a 401 body", &response.text().await.expect("body"));
     }
