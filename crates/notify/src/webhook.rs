@@ -1,5 +1,6 @@
 //! The generic webhook sink: POSTs the JSON [`Document`] (the analysis with the group's facts), with
-//! an optional `Authorization` header, retrying 429 (after `Retry-After`), 5xx and timeouts.
+//! an optional `Authorization` header and an `Idempotency-Key` (the job id), retrying 429 (after
+//! `Retry-After`), 5xx and timeouts.
 
 use std::time::Duration;
 
@@ -59,6 +60,11 @@ impl Notifier for WebhookNotifier {
 
     async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError> {
         let mut headers = HeaderMap::new();
+        // The same job delivered again (after a crash between the POST and its record) carries the
+        // same key, so a receiver can drop the repeat.
+        if let Ok(key) = HeaderValue::from_str(&notification.job_id.to_string()) {
+            headers.insert("idempotency-key", key);
+        }
         if let Some(a) = &self.authorization
             && let Ok(value) = HeaderValue::from_str(a.expose_secret())
         {

@@ -44,6 +44,14 @@ async fn posts_the_document_as_json() {
         .expect("2xx");
     let requests = server.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]
+            .headers
+            .get("idempotency-key")
+            .map(|v| v.as_bytes()),
+        Some(job_id.to_string().as_bytes()),
+        "a receiver can drop a repeat of the same job"
+    );
     let doc: Document = serde_json::from_slice(&requests[0].body).expect("a document");
     assert_eq!(
         (doc.job_id, doc.kind.as_str(), doc.alerts_resolved),

@@ -19,8 +19,12 @@ impl Daemon {
     /// Starts `aiops serve` with the given `AIOPS__…` settings, its store and logs in `dir`, and waits
     /// (bounded) until it is ready.
     pub async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
-        let port = free_port();
-        let stderr = dir.join(format!("aiops-{port}.log"));
+        Self::start_on(dir, free_port(), env).await
+    }
+
+    /// [`Daemon::start`] on a given port (a restart on the same address).
+    pub async fn start_on(dir: &Path, port: u16, env: &[(&str, String)]) -> Self {
+        let stderr = dir.join(format!("aiops-{port}-{}.log", uuid_like()));
         let mut command = Command::new(env!("CARGO_BIN_EXE_aiops"));
         command
             .arg("serve")
@@ -98,6 +102,18 @@ impl Daemon {
     }
 
     /// `kill -9`: no shutdown code runs.
+    /// A stand-in while a daemon is being replaced: a process that has already exited.
+    pub fn placeholder() -> Self {
+        let mut child = Command::new("true").spawn().expect("true runs");
+        let _ = child.wait();
+        Self {
+            child,
+            url: String::new(),
+            stderr: PathBuf::new(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
