@@ -157,21 +157,23 @@ async fn run(fault: Fault) -> Outcome {
     if let Some((p, addr)) = &prom {
         p.wait_ready(&format!("http://{addr}/-/ready"), Duration::from_secs(20))
             .await;
-        if fault == Fault::PrometheusError {
-            // Wait (bounded) for the first self-scrape: from then on `up` answers status "error".
-            let url = format!("http://{addr}/api/v1/query?query=up");
-            for _ in 0..100 {
-                let answer: Value = reqwest::get(&url)
-                    .await
-                    .expect("query")
-                    .json()
-                    .await
-                    .unwrap_or_default();
-                if answer["status"] == "error" {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        // Wait (bounded) for the first self-scrape, a few seconds after Prometheus is ready: from
+        // then on `up` has data (or, with no samples allowed, answers status "error").
+        let url = format!("http://{addr}/api/v1/query?query=up");
+        for _ in 0..150 {
+            let answer: Value = reqwest::get(&url)
+                .await
+                .expect("query")
+                .json()
+                .await
+                .unwrap_or_default();
+            let has_data = answer["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty());
+            if answer["status"] == "error" || has_data {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let prom_url = match (fault, &prom) {
@@ -464,13 +466,12 @@ fn prometheus_slow() {
 
 #[test]
 fn prometheus_answering_status_error() {
-    // Whether a given query of the plan touches a sample (and so gets the error) depends on scrape
-    // timing; what must hold is that every alert is analyzed by the LLM and delivered.
-    let o = tokio_run(Fault::PrometheusError);
-    all_delivered(Fault::PrometheusError, &o);
-    for doc in &o.docs {
-        assert_eq!(doc["analysis"]["analyzer"]["fallback"], false, "{doc}");
-    }
+    let o = degraded_context(Fault::PrometheusError, "prometheus");
+    assert!(
+        o.prompts[0].contains("Prometheus answered an error"),
+        "the failure says why: {}",
+        o.prompts[0]
+    );
 }
 
 #[test]

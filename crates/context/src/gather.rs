@@ -140,7 +140,9 @@ impl Gatherer {
     }
 
     fn window(&self, payload: &WebhookPayload) -> Window {
-        let now = self.clock.now().unix_timestamp();
+        // Rounded up: a sample scraped in the current second is inside the window.
+        let clock = self.clock.now();
+        let now = clock.unix_timestamp() + i64::from(clock.nanosecond() > 0);
         let alert = payload
             .started_at()
             .map_or(now, |t| t.unix_timestamp())
@@ -773,7 +775,7 @@ mod tests {
         let raw = r#"{"groupKey":"g","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"X"},"startsAt":"2026-11-24T18:00:00.7Z"}]}"#;
         let payload = aiops_model::alertmanager::parse_webhook(raw.as_bytes()).expect("parses");
         let w = gatherer.window(&payload);
-        assert_eq!(w.end, alert.unix_timestamp() + 2, "up to now");
+        assert_eq!(w.end, alert.unix_timestamp() + 3, "up to now, rounded up");
         assert!(
             w.start <= alert.unix_timestamp() - 1800,
             "30 minutes before"
