@@ -20,30 +20,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 llm=$(free_port); api=$(free_port)
-cat > "$work/llm.py" <<'PY'
-import json, sys, time
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-ANSWER = json.dumps({"summary": "s", "root_cause": "c", "confidence": 0.5, "category": "unknown",
-                     "impact": "i", "evidence": [], "remediation": ["r"], "next_queries": []})
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        time.sleep(2.0)
-        body = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "bench",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
-python3 "$work/llm.py" "$llm" & pids+=($!)
+python3 scripts/bench/fake_llm.py "$llm" 2 & pids+=($!)
 
 AIOPS__SERVER__LISTEN=127.0.0.1:$api AIOPS__STORE__URL=sqlite://$work/aiops.db \
 AIOPS__LLM__PROVIDER=openai-compatible AIOPS__LLM__BASE_URL=http://127.0.0.1:$llm/v1 \

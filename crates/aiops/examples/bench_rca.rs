@@ -1,4 +1,4 @@
-//! Measures the LLM analyzer's cost per alert group (run by `scripts/bench-rca.sh`; not a test).
+//! Measures the LLM analyzer's cost per alert group (run by `scripts/bench/rca.sh`; not a test).
 //!
 //! For each firing fixture in `tests/fixtures/alertmanager`, the context stage runs with the default
 //! configuration against fakes of Prometheus (every range query answers 20 series over the window,
@@ -169,9 +169,10 @@ async fn main() {
         .collect();
     fixtures.sort();
     println!(
-        "| fixture | evidence in the context | context tokens | prompt tokens | LLM calls (first / again) |"
+        "| fixture | evidence in the context | context tokens | prompt tokens | LLM calls (first / again) | evidence the rule-based analysis cites |"
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let rules = RulesAnalyzer::default();
     let mut worst = 0;
     for file in fixtures {
         let payload = parse_webhook(&std::fs::read(&file).expect("read")).expect("parses");
@@ -197,8 +198,16 @@ async fn main() {
         );
         assert!(again.analyzer.cached);
         worst = worst.max(first.analyzer.prompt_tokens);
+        let cited: Vec<String> = rules
+            .analyze(&payload, &context)
+            .await
+            .expect("rules")
+            .evidence
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         println!(
-            "| {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {} | {} / {} | {} |",
             file.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
@@ -206,7 +215,8 @@ async fn main() {
             aiops_context::budget::estimate_tokens(&context.evidence),
             first.analyzer.prompt_tokens,
             middle - before,
-            after - middle
+            after - middle,
+            cited.join(", ")
         );
     }
     println!("\nlargest prompt: {worst} tokens (target <= 4000)");

@@ -1,4 +1,4 @@
-//! Benchmark of the context stage (run by `scripts/bench-context.sh`; not a test).
+//! Benchmark of the context stage (run by `scripts/bench/context.sh`; not a test).
 //!
 //! Fakes of Prometheus and Loki (wiremock, speaking their HTTP APIs) answer with known delays and
 //! data: 20 series for the rule's expression, one of them spiking, and 500 log lines, among them a

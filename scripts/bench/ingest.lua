@@ -1,4 +1,4 @@
--- wrk script for scripts/bench-ingest.sh: POSTs a fixture with a fingerprint that is unique per
+-- wrk script for scripts/bench/ingest.sh: POSTs a fixture with a fingerprint that is unique per
 -- request (run, thread, counter), so dedup never short-circuits the durable commit.
 local threads = 0
 function setup(thread)

@@ -3,9 +3,9 @@
 # OpenAI-compatible LLM that takes 1 s per answer, at llm.concurrency = worker.concurrency = 4 per
 # replica; once with one replica, once with two on the same database. Prints each run's jobs/s and the
 # ratio. Needs PostgreSQL (scripts/test.sh starts it and creates the role PG_ADMIN uses).
-# Usage: scripts/bench-replicas.sh [jobs]
+# Usage: scripts/bench/replicas.sh [jobs]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 JOBS=${1:-96}
 admin=${PG_ADMIN:-postgres://aiops_test:aiops_test@127.0.0.1:5432/postgres}
 cargo build --release --quiet -p aiops
@@ -23,29 +23,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # The fake LLM: a chat completion after 1 s, many at a time.
 llm=$(free_port)
-cat > "$work/llm.py" <<'PY'
-import json, sys, time
-from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
-ANSWER = json.dumps({"summary": "s", "root_cause": "c", "confidence": 0.5, "category": "unknown",
-                     "impact": "i", "evidence": [], "remediation": ["r"], "next_queries": []})
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        time.sleep(1.0)
-        body = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "bench",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
-python3 "$work/llm.py" "$llm" & pids+=($!)
+python3 scripts/bench/fake_llm.py "$llm" 1 & pids+=($!)
 
 run() { # run REPLICAS: prints jobs/s
   local n=$1 ports=() started ended

@@ -2,11 +2,11 @@
 # Ingest benchmark: POST /webhook/alerts at concurrency 50 for 15 s, three times, against a release
 # build with a durable commit (SQLite WAL, synchronous=FULL, group commit) before every 2xx.
 # Prints req/s, p50, p99, errors, and the daemon's RSS idle and at peak. Needs wrk (apt-get install wrk).
-# Usage: scripts/bench-ingest.sh [duration_secs] [connections] [runs]
+# Usage: scripts/bench/ingest.sh [duration_secs] [connections] [runs]
 # STORE=postgres runs it on PostgreSQL instead: a fresh database aiops_bench on the server that
 # PG_ADMIN names (default: the test role scripts/test.sh creates).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DURATION=${1:-15}
 CONNS=${2:-50}
 RUNS=${3:-3}
@@ -39,7 +39,7 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 echo "daemon RSS idle: $(rss VmRSS)"
 for run in $(seq 1 "$RUNS"); do
   echo "--- run $run: $CONNS connections, ${DURATION}s"
-  RUN=$run FIXTURE=$FIXTURE wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s scripts/bench-ingest.lua \
+  RUN=$run FIXTURE=$FIXTURE wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s scripts/bench/ingest.lua \
     "http://127.0.0.1:$port" | grep -E 'Requests/sec|^ +50%|^ +99%|non-2xx|requests in'
 done
 echo "daemon RSS after load: $(rss VmRSS), peak: $(rss VmHWM)"
