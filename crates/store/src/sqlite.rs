@@ -92,7 +92,9 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
+            // Readers look up single jobs and count index ranges: 2 MiB of cache each is plenty, and
+            // it bounds the process' memory as the database grows (page caches fill up to their size).
+            .connect_with(options.read_only(true).pragma("cache_size", "-2048"))
             .await?;
 
         let work = Arc::new(Notify::new());
