@@ -79,8 +79,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            // 8 MiB of page cache per connection keeps the hot index pages of the queue in memory.
-            .pragma("cache_size", "-8192")
+            // 2 MiB of page cache per connection (SQLite's default): the hot index pages of the queue
+            // fit, ingest measured the same as with 8 MiB, and memory stays flat as the database grows.
+            .pragma("cache_size", "-2048")
             // Statement journals of the multi-row upserts stay in memory instead of temp files that
             // would be created and unlinked on every batch.
             .pragma("temp_store", "memory");

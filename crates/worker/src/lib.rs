@@ -447,7 +447,8 @@ impl Worker {
                     if i + 1 == pending.len() && errors.is_empty() {
                         *last = Some(record);
                     } else {
-                        self.store.record_delivery(job.id, &record).await?;
+                        let record_it = || self.store.record_delivery(job.id, &record);
+                        self.persist(record_it).await?;
                     }
                 }
                 Err(e) => {
@@ -485,7 +486,8 @@ impl Worker {
         };
         let (stage, error) = match result {
             Ok(()) => {
-                return match self.store.complete(job.id, &self.owner, end).await {
+                let complete = || self.store.complete(job.id, &self.owner, end);
+                return match self.persist(complete).await {
                     Ok(()) => {
                         tracing::info!(timings = ?progress.timings, "job done");
                         Ok(Outcome::Done)
@@ -507,11 +509,11 @@ impl Worker {
             );
             self.clock.now() + delay
         });
-        match self
-            .store
-            .fail(job.id, &self.owner, &message, end, retry_at)
-            .await
-        {
+        let fail = || {
+            self.store
+                .fail(job.id, &self.owner, &message, end, retry_at)
+        };
+        match self.persist(fail).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost(_)) => return Ok(lease_lost()),
             Err(e) => return Err(e),
@@ -526,6 +528,28 @@ impl Worker {
                 Outcome::Dead { error: message }
             }
         })
+    }
+
+    /// Runs a store write that records what an attempt did, again while the store is unavailable
+    /// (a database restart), for up to half a lease: the work is done, and recording it now is what
+    /// keeps it from being done (and delivered) again by the next owner.
+    async fn persist<F, Fut>(&self, write: F) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let deadline = Instant::now() + self.config.lease() / 2;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Err(StoreError::Unavailable(e)) if Instant::now() + delay < deadline => {
+                    tracing::warn!(error = %e, "cannot record the attempt yet; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn observe(&self, stage: &'static str, started: Instant, ok: bool) {

@@ -387,3 +387,154 @@ async fn shutdown_gives_an_unfinished_job_back_to_the_queue() {
     assert_eq!(record.state, JobState::Queued, "released, not left leased");
     assert_eq!(record.attempts, 0, "a release does not count as an attempt");
 }
+
+/// The store, with its next `failures` attempt-recording writes (complete, fail, record_delivery)
+/// failing as unavailable: a database restarting under the worker.
+#[derive(Debug)]
+struct Restarting {
+    inner: Arc<SqliteStore>,
+    failures: AtomicUsize,
+}
+
+impl Restarting {
+    fn down(&self) -> Result<(), aiops_model::StoreError> {
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(aiops_model::StoreError::Unavailable("restarting".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for Restarting {
+    async fn enqueue(
+        &self,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<aiops_model::EnqueueOutcome>, aiops_model::StoreError> {
+        self.inner.enqueue(jobs).await
+    }
+    async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<aiops_model::ClaimedJob>, aiops_model::StoreError> {
+        self.inner.claim(owner, lease).await
+    }
+    async fn extend_lease(
+        &self,
+        id: JobId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), aiops_model::StoreError> {
+        self.inner.extend_lease(id, owner, lease).await
+    }
+    async fn record_delivery(
+        &self,
+        id: JobId,
+        d: &aiops_model::DeliveryRecord,
+    ) -> Result<(), aiops_model::StoreError> {
+        self.down()?;
+        self.inner.record_delivery(id, d).await
+    }
+    async fn complete(
+        &self,
+        id: JobId,
+        owner: &str,
+        end: aiops_model::AttemptEnd<'_>,
+    ) -> Result<(), aiops_model::StoreError> {
+        self.down()?;
+        self.inner.complete(id, owner, end).await
+    }
+    async fn fail(
+        &self,
+        id: JobId,
+        owner: &str,
+        error: &str,
+        end: aiops_model::AttemptEnd<'_>,
+        retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), aiops_model::StoreError> {
+        self.down()?;
+        self.inner.fail(id, owner, error, end, retry_at).await
+    }
+    async fn release(&self, id: JobId, owner: &str) -> Result<(), aiops_model::StoreError> {
+        self.inner.release(id, owner).await
+    }
+    async fn get(
+        &self,
+        id: JobId,
+    ) -> Result<Option<aiops_model::JobRecord>, aiops_model::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn counts(&self) -> Result<aiops_model::QueueCounts, aiops_model::StoreError> {
+        self.inner.counts().await
+    }
+    async fn ping(&self) -> Result<(), aiops_model::StoreError> {
+        self.inner.ping().await
+    }
+    async fn thread(
+        &self,
+        g: &str,
+        s: &str,
+    ) -> Result<Option<aiops_model::Thread>, aiops_model::StoreError> {
+        self.inner.thread(g, s).await
+    }
+    async fn save_thread(
+        &self,
+        g: &str,
+        s: &str,
+        t: &aiops_model::Thread,
+    ) -> Result<aiops_model::Thread, aiops_model::StoreError> {
+        self.inner.save_thread(g, s, t).await
+    }
+    async fn close_thread(&self, g: &str, s: &str) -> Result<(), aiops_model::StoreError> {
+        self.inner.close_thread(g, s).await
+    }
+    async fn purge_expired(&self) -> Result<(), aiops_model::StoreError> {
+        self.inner.purge_expired().await
+    }
+    async fn wait_for_work(&self, max: Duration) {
+        self.inner.wait_for_work(max).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_restarting_after_the_delivery_does_not_make_the_job_run_again() {
+    let h = harness().await;
+    let store = Arc::new(Restarting {
+        inner: h.store.clone(),
+        failures: AtomicUsize::new(3),
+    });
+    let first = Sink::new("stdout", 0, true);
+    let second = Sink::new("webhook", 0, true);
+    let stages = Stages {
+        context: h.context.clone(),
+        analyzer: Arc::new(Rules),
+        notifiers: vec![first.clone() as Arc<dyn Notifier>, second.clone()],
+    };
+    let worker = Worker::new(
+        store.clone(),
+        stages,
+        Arc::new(Metrics::new()),
+        h.clock.clone(),
+        config(),
+    );
+    let id = h.enqueue("target-down-single.json").await;
+    // The first delivery's record and the completion meet the outage; the worker waits it out.
+    let (_, outcome) = worker.process_one().await.expect("store").expect("job");
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(
+        store.failures.load(Ordering::SeqCst),
+        0,
+        "the outage happened"
+    );
+    assert_eq!((first.delivered(), second.delivered()), (1, 1));
+    let record = h.store.get(id).await.expect("get").expect("record");
+    assert_eq!(record.state, JobState::Done);
+    assert_eq!(
+        record.attempts, 1,
+        "no second attempt, so no second delivery"
+    );
+    assert_eq!(record.deliveries.len(), 2);
+}
