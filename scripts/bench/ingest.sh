@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ingest benchmark: POST /webhook/alerts at concurrency 50 for 15 s, three times, against a release
-# build with a durable commit (SQLite WAL, synchronous=FULL, group commit) before every 2xx.
+# build with a durable commit (SQLite WAL, group commit, the WAL fsynced) before every 2xx.
 # Prints req/s, p50, p99, errors, and the daemon's RSS idle and at peak. Needs wrk (apt-get install wrk).
 # Usage: scripts/bench/ingest.sh [duration_secs] [connections] [runs]
 # STORE=postgres runs it on PostgreSQL instead: a fresh database aiops_bench on the server that

@@ -1,11 +1,12 @@
-//! The durable job queue and analysis history of aiops, on sqlx.
+//! The durable job queue and analysis history of aiops, on sqlx (the SQLite writer's one connection
+//! is driven with rusqlite, in its own thread; see `writer`).
 //!
 //! # Layout
 //! - [`StoreConfig`]: the `[store]` configuration section.
 //! - [`open`]: builds the backend that `store.url` names: SQLite (embedded, the default) or
 //!   PostgreSQL (several replicas on one database).
 //! - `sqlite`: the SQLite backend: WAL, a single writer connection, and group commit.
-//! - `writer`: SQLite's group-commit task that runs every write waiting at a moment in one transaction.
+//! - `writer`: SQLite's group-commit thread that runs every write waiting at a moment in one transaction.
 //! - `wal_sync`: the thread that fsyncs SQLite's WAL and only then releases a batch's answers.
 //! - `postgres`: the PostgreSQL backend: a pool, `FOR UPDATE SKIP LOCKED` claims, group-committed
 //!   webhooks.
@@ -123,6 +124,8 @@ pub enum OpenError {
     Config(String),
     #[error("cannot open the database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("cannot open the database for writing: {0}")]
+    Writer(#[from] rusqlite::Error),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database folder: {0}")]

@@ -55,8 +55,11 @@ where
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let id: String = get(row, "id")?;
-    JobId::from_str(&id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))
+    job_id(&get::<R, String>(row, "id")?)
+}
+
+pub(crate) fn job_id(id: &str) -> Result<JobId, StoreError> {
+    JobId::from_str(id).map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))
 }
 
 fn parse_source<R>(row: &R) -> Result<JobSource, StoreError>
@@ -65,8 +68,11 @@ where
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let source: String = get(row, "source")?;
-    JobSource::parse(&source)
+    job_source(&get::<R, String>(row, "source")?)
+}
+
+fn job_source(source: &str) -> Result<JobSource, StoreError> {
+    JobSource::parse(source)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown job source {source:?}")))
 }
 
@@ -77,8 +83,11 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     T: serde::de::DeserializeOwned,
 {
-    let text: String = get(row, column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    json(column, &get::<R, String>(row, column)?)
+}
+
+fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 fn parse_json_opt<R, T>(row: &R, column: &str) -> Result<Option<T>, StoreError>
@@ -89,10 +98,7 @@ where
     T: serde::de::DeserializeOwned,
 {
     let text: Option<String> = get(row, column)?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-    })
-    .transpose()
+    text.map(|t| json(column, &t)).transpose()
 }
 
 /// A row of `UPDATE … RETURNING id, source, attempts, payload, analysis, timings` (`attempts` as
@@ -105,13 +111,35 @@ where
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
+    let analysis: Option<String> = get(row, "analysis")?;
+    claimed_job(
+        parse_id(row)?,
+        &get::<R, String>(row, "source")?,
+        get(row, "attempts")?,
+        get(row, "payload")?,
+        analysis.as_deref(),
+        &get::<R, String>(row, "timings")?,
+        deliveries,
+    )
+}
+
+/// The job a worker claimed, from the columns of its claim's row.
+pub(crate) fn claimed_job(
+    id: JobId,
+    source: &str,
+    attempts: i64,
+    payload: String,
+    analysis: Option<&str>,
+    timings: &str,
+    deliveries: Vec<DeliveryRecord>,
+) -> Result<ClaimedJob, StoreError> {
     Ok(ClaimedJob {
-        id: parse_id(row)?,
-        source: parse_source(row)?,
-        attempt: u32::try_from(get::<R, i64>(row, "attempts")?).unwrap_or(u32::MAX),
-        payload: get(row, "payload")?,
-        analysis: parse_json_opt(row, "analysis")?,
-        timings: parse_json(row, "timings")?,
+        id,
+        source: job_source(source)?,
+        attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+        payload,
+        analysis: analysis.map(|a| json("analysis", a)).transpose()?,
+        timings: json("timings", timings)?,
         deliveries,
     })
 }

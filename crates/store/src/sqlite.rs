@@ -1,5 +1,6 @@
 //! The SQLite backend. Every write goes through the group-commit writer on one connection (SQLite has
-//! one writer anyway); a small read pool serves the API. The writer commits in WAL mode and a sync
+//! one writer anyway; it is driven in-thread with rusqlite, see `writer`); a small sqlx read pool
+//! serves the API. The writer commits in WAL mode and a sync
 //! thread fsyncs the WAL before any answer goes out, so every answered write is durable.
 
 use std::path::Path;
@@ -18,10 +19,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
-use crate::rows::{JOB_COLUMNS, claimed, delivery, duration_ms, get, record, secs_to_ms, to_json};
+use crate::rows::{
+    JOB_COLUMNS, claimed_job, delivery, duration_ms, get, record, secs_to_ms, to_json,
+};
 pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
-use crate::writer::{Op, OwnedQuery, Statement, Writer};
+use crate::writer::{Op, Statement, WriteQuery, Writer};
 
 /// Enqueue requests waiting for the writer beyond this make callers wait (backpressure).
 const WRITER_CHANNEL: usize = 8192;
@@ -36,14 +39,10 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
 }
 
 /// Ends a running attempt: the lease-guarded update of [`SqliteStore::end_attempt`].
-macro_rules! end_attempt_sql {
-    () => {
-        "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3, last_error = ?4,
-                         timings = ?5, analysis = COALESCE(?6, analysis), lease_owner = NULL,
-                         lease_expires_at = NULL, updated_at = ?7
-         WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'"
-    };
-}
+const END_ATTEMPT: &str = "UPDATE jobs SET state = ?1, next_attempt_at = ?2, finished_at = ?3,
+                     last_error = ?4, timings = ?5, analysis = COALESCE(?6, analysis),
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7
+     WHERE id = ?8 AND lease_owner = ?9 AND state = 'running'";
 
 /// The SQLite store.
 #[derive(Debug)]
@@ -85,11 +84,14 @@ impl SqliteStore {
             // Statement journals of the multi-row upserts stay in memory instead of temp files that
             // would be created and unlinked on every batch.
             .pragma("temp_store", "memory");
-        // The writer commits without fsync; WalSync fsyncs the WAL before any answer goes out.
-        let mut write =
-            SqliteConnection::connect_with(&options.clone().synchronous(SqliteSynchronous::Normal))
-                .await?;
-        crate::migrator().run(&mut write).await?;
+        // The writer's connection, open before the migrations so that the WAL stays (SQLite removes
+        // it when the last connection closes).
+        let write = open_writer(path)?;
+        let mut migrate = SqliteConnection::connect_with(&options).await?;
+        crate::migrator().run(&mut migrate).await?;
+        migrate.close().await?;
+        // Reading the schema makes sure the WAL file exists for the sync thread to open.
+        write.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(()))?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -112,10 +114,9 @@ impl SqliteStore {
         };
         // The writer runs on a thread of its own, so that no pipeline stage busy on the shared runtime
         // ever delays a commit, and ingest's latency does not depend on what the workers are doing.
-        let runtime = tokio::runtime::Builder::new_current_thread().build()?;
         std::thread::Builder::new()
             .name("aiops-writer".into())
-            .spawn(move || runtime.block_on(writer.run()))?;
+            .spawn(move || writer.run())?;
         let maintenance = Maintenance {
             tx: tx.clone(),
             clock: clock.clone(),
@@ -150,19 +151,16 @@ impl SqliteStore {
         let now = self.now();
         let finished = (state != JobState::Queued).then_some(now);
         let (error, next) = failure.map_or((None, now), |(e, next)| (Some(e.to_owned()), next));
-        // The delivery the attempt's end carries is recorded in the same query, before the
+        // The delivery the attempt's end carries is recorded in the same transaction, before the
         // lease-guarded update, whose row count decides; the delivery is recorded even when the lease
         // was lost: it happened.
-        let sql = match end.delivery {
-            Some(_) => concat!(
-                "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?8, ?10, ?11, ?12)
-                 ON CONFLICT (job_id, sink) DO NOTHING;\n",
-                end_attempt_sql!()
-            ),
-            None => end_attempt_sql!(),
-        };
-        let update = sqlx::query(sql)
-            .bind(state.as_str())
+        let mut queries: Vec<WriteQuery> = end
+            .delivery
+            .map(|d| insert_delivery(id, d))
+            .into_iter()
+            .collect();
+        let update = WriteQuery::new(END_ATTEMPT)
+            .bind(state.as_str().to_owned())
             .bind(next)
             .bind(finished)
             .bind(error)
@@ -171,15 +169,9 @@ impl SqliteStore {
             .bind(now)
             .bind(id.to_string())
             .bind(owner.to_owned());
-        let update = match end.delivery {
-            Some(d) => update
-                .bind(d.sink.clone())
-                .bind(millis(d.delivered_at))
-                .bind(d.detail.clone()),
-            None => update,
-        };
+        queries.push(update);
         let ends_job = state != JobState::Queued;
-        self.owned_update(id, vec![update], ends_job).await
+        self.owned_update(id, queries, ends_job).await
     }
 
     /// Hands an operation to the writer and waits for its committed answer.
@@ -196,7 +188,7 @@ impl SqliteStore {
 
     /// Runs the statements in one transaction; answers the rows the last one affected. `ends_job`:
     /// a row changed by the last one is a job that ended (see [`Statement::Execute`]).
-    async fn execute(&self, queries: Vec<OwnedQuery>, ends_job: bool) -> Result<u64, StoreError> {
+    async fn execute(&self, queries: Vec<WriteQuery>, ends_job: bool) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
         let statement = Statement::Execute {
             queries,
@@ -211,7 +203,7 @@ impl SqliteStore {
     async fn owned_update(
         &self,
         id: JobId,
-        queries: Vec<OwnedQuery>,
+        queries: Vec<WriteQuery>,
         ends_job: bool,
     ) -> Result<(), StoreError> {
         match self.execute(queries, ends_job).await? {
@@ -232,7 +224,7 @@ impl Store for SqliteStore {
         let now = self.now();
         // Two index searches, not one OR: an OR makes SQLite collect and sort every due job.
         // Abandoned jobs (expired leases) go first; then the queued job that has been due longest.
-        let query = sqlx::query(
+        let query = WriteQuery::new(
             "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_expires_at = ?2,
                              attempts = attempts + 1, updated_at = ?3
              WHERE id = COALESCE(
@@ -246,17 +238,23 @@ impl Store for SqliteStore {
         .bind(now);
         let (reply, answer) = oneshot::channel();
         let row = self
-            .submit(
-                Op::Statement(Statement::FetchOptional { query, reply }),
-                answer,
-            )
+            .submit(Op::Statement(Statement::Claim { query, reply }), answer)
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let id: JobId = crate::rows::parse_id(&row)?;
+        let id: JobId = crate::rows::job_id(&row.id)?;
         let deliveries = self.deliveries(id).await?;
-        claimed(&row, deliveries).map(Some)
+        claimed_job(
+            id,
+            &row.source,
+            row.attempts,
+            row.payload,
+            row.analysis.as_deref(),
+            &row.timings,
+            deliveries,
+        )
+        .map(Some)
     }
 
     async fn extend_lease(
@@ -266,7 +264,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<(), StoreError> {
         let until = self.now() + duration_ms(lease);
-        let query = sqlx::query(
+        let query = WriteQuery::new(
             "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3 AND state = 'running'",
         )
         .bind(until)
@@ -314,7 +312,7 @@ impl Store for SqliteStore {
 
     async fn release(&self, id: JobId, owner: &str) -> Result<(), StoreError> {
         let now = self.now();
-        let query = sqlx::query(
+        let query = WriteQuery::new(
             "UPDATE jobs SET state = 'queued', attempts = attempts - 1, next_attempt_at = ?1,
                              lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
              WHERE id = ?2 AND lease_owner = ?3 AND state = 'running'",
@@ -411,7 +409,7 @@ impl Store for SqliteStore {
         sink: &str,
         thread: &Thread,
     ) -> Result<Thread, StoreError> {
-        let insert = sqlx::query(
+        let insert = WriteQuery::new(
             "INSERT INTO threads (group_key, sink, channel, ts, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (group_key, sink) WHERE closed_at IS NULL DO NOTHING",
         )
@@ -428,7 +426,7 @@ impl Store for SqliteStore {
     }
 
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {
-        let close = sqlx::query(
+        let close = WriteQuery::new(
             "UPDATE threads SET closed_at = ?3 WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",
         )
         .bind(group_key.to_owned())
@@ -457,8 +455,8 @@ impl SqliteStore {
     }
 }
 
-fn insert_delivery(id: JobId, delivery: &DeliveryRecord) -> OwnedQuery {
-    sqlx::query(
+fn insert_delivery(id: JobId, delivery: &DeliveryRecord) -> WriteQuery {
+    WriteQuery::new(
         "INSERT INTO deliveries (job_id, sink, delivered_at, detail) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (job_id, sink) DO NOTHING",
     )
@@ -499,7 +497,7 @@ impl Maintenance {
         let dedup_before = now - self.dedup_ttl_ms;
         self.in_slices(|| {
             vec![
-                sqlx::query(
+                WriteQuery::new(
                     "DELETE FROM dedup WHERE key IN
                      (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)",
                 )
@@ -514,17 +512,17 @@ impl Maintenance {
                 // itself; the second statement's count decides whether another slice follows.
                 self.in_slices(|| {
                     vec![
-                        sqlx::query(
+                        WriteQuery::new(
                             "DELETE FROM deliveries WHERE job_id IN (SELECT id FROM jobs
                              WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
                         )
-                        .bind(state)
+                        .bind(state.to_owned())
                         .bind(before),
-                        sqlx::query(
+                        WriteQuery::new(
                             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
                              WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
                         )
-                        .bind(state)
+                        .bind(state.to_owned())
                         .bind(before),
                     ]
                 })
@@ -533,7 +531,7 @@ impl Maintenance {
             // Incident threads older than the history: a group firing again starts a new one.
             self.in_slices(|| {
                 vec![
-                    sqlx::query(
+                    WriteQuery::new(
                         "DELETE FROM threads WHERE rowid IN
                          (SELECT rowid FROM threads WHERE created_at < ?1 LIMIT 5000)",
                     )
@@ -546,7 +544,7 @@ impl Maintenance {
     }
 
     /// Runs the statements again while their last one deletes a whole slice; at most 100 times.
-    async fn in_slices(&self, statements: impl Fn() -> Vec<OwnedQuery>) -> Result<(), StoreError> {
+    async fn in_slices(&self, statements: impl Fn() -> Vec<WriteQuery>) -> Result<(), StoreError> {
         let stopped = || StoreError::Unavailable("the store's writer has stopped".into());
         for _ in 0..100 {
             let (reply, answer) = oneshot::channel();
@@ -562,4 +560,20 @@ impl Maintenance {
         }
         Ok(())
     }
+}
+
+/// Opens the writer's connection: WAL, commits without fsync (the sync thread fsyncs the WAL before
+/// any answer goes out), and the same cache and temp settings as the readers.
+fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -2048;
+         PRAGMA temp_store = memory;",
+    )?;
+    // Every statement the writer runs stays prepared.
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }

@@ -1,29 +1,28 @@
-//! Group commit. Every write goes through one task, on a thread of its own, that takes all the
+//! Group commit. Every write goes through one writer, on a thread of its own, that takes all the
 //! operations waiting at that moment and runs them in one transaction, so one fsync makes a whole batch
 //! durable: webhooks from ingest as well as the workers' claims and updates. A reply is sent only after
 //! the commit returned and its WAL frames were fsynced (see `wal_sync`), which is what lets ingest
 //! answer 2xx for "committed".
 //!
-//! Each query is a round trip to the connection's thread (sqlx runs a SQLite connection on a thread of
-//! its own), and on a small machine a round trip costs more than most statements. So a batch runs as few
-//! queries as it can: all of its webhooks in one query (a multi-row upsert of their dedup keys, then a
-//! multi-row insert of the jobs that got their key), `BEGIN` sent with the batch's first query and
-//! `COMMIT` with its last. A batch of webhooks alone is one round trip. This relies on sqlx's SQLite
-//! driver running every statement of a query string in order, binding each statement's parameters in
-//! turn (`Cargo.lock` pins the driver; the store's tests would catch a change).
+//! The writer drives its connection with rusqlite, in its own thread, while sqlx serves migrations,
+//! the readers and PostgreSQL. sqlx runs every SQLite connection on a thread of its own and hands
+//! each query over to it and each result back: two thread wake-ups per query. The writer is the one
+//! place where that cost decides the throughput (it is busy nearly all the time under load), and
+//! measured on the 2-core machine a batch of 18 webhooks took 600 µs through sqlx with the whole
+//! batch in one query, and 412 µs as direct calls, one prepared statement per row; every worker
+//! statement saved a round trip more (docs/BENCHMARKS.md). Both crates link the same SQLite.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiops_model::{Clock, EnqueueOutcome, JobId, NewJob, StoreError};
-use futures_util::TryStreamExt;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{AssertSqlSafe, Either, Execute, Executor, QueryBuilder, Row, Sqlite, SqliteConnection};
+use rusqlite::types::{Type, Value};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::plan::{Enqueue, admit, outcomes};
-use crate::sqlite::{db_error, millis};
+use crate::rows::millis;
 use crate::wal_sync::WalSync;
 
 /// The backlog count is read from the database this often. In between, the writer keeps it exact: it
@@ -31,9 +30,61 @@ use crate::wal_sync::WalSync;
 /// queued job's index entry, which stalls the writer for milliseconds when the queue is long.
 const BACKLOG_REFRESH: Duration = Duration::from_secs(60);
 
+/// Claims a job's dedup key: the unique key makes this race-free. A new key, or one older than the
+/// TTL (`?4`, the cutoff), goes to the job (one row changed); a key that is still held keeps its job
+/// (no row changed).
+const CLAIM_KEY: &str = "INSERT INTO dedup (key, job_id, received_at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, received_at = excluded.received_at
+     WHERE dedup.received_at < ?4";
+const KEY_HOLDER: &str = "SELECT job_id FROM dedup WHERE key = ?1";
+const INSERT_JOB: &str =
+    "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload,
+                                            next_attempt_at, created_at, updated_at)
+     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?7, ?7)";
+
 pub(crate) type EnqueueReply = Result<Vec<EnqueueOutcome>, StoreError>;
-/// A statement whose parameters are all owned, so it can be handed to the writer task.
-pub(crate) type OwnedQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
+
+/// One SQL statement with its parameters in order (`?1` is the first), owned, so it can be handed to
+/// the writer.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteQuery {
+    sql: &'static str,
+    params: Vec<Value>,
+}
+
+impl WriteQuery {
+    pub fn new(sql: &'static str) -> Self {
+        Self {
+            sql,
+            params: Vec::new(),
+        }
+    }
+
+    /// Binds the next parameter.
+    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+        self.params.push(value.into());
+        self
+    }
+
+    /// Runs it; the rows it changed.
+    fn execute(&self, conn: &Connection) -> rusqlite::Result<u64> {
+        let changed = conn
+            .prepare_cached(self.sql)?
+            .execute(params_from_iter(&self.params))?;
+        Ok(changed as u64)
+    }
+}
+
+/// The row of a claim's `UPDATE … RETURNING id, source, attempts, payload, analysis, timings`.
+#[derive(Debug)]
+pub(crate) struct ClaimRow {
+    pub id: String,
+    pub source: String,
+    pub attempts: i64,
+    pub payload: String,
+    pub analysis: Option<String>,
+    pub timings: String,
+}
 
 /// One write, with the channel its result goes back on once the batch committed. A requester whose
 /// channel is dropped without an answer learns that the store failed.
@@ -49,24 +100,24 @@ pub(crate) enum Op {
 pub(crate) enum Statement {
     /// Runs the statements in order and answers the number of rows the last one affected.
     Execute {
-        queries: Vec<OwnedQuery>,
+        queries: Vec<WriteQuery>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
         /// A row changed by the last query is a job that ended (done or dead) and left the backlog.
         ends_job: bool,
     },
-    /// Answers the first row, for `UPDATE … RETURNING`.
-    FetchOptional {
-        query: OwnedQuery,
-        reply: oneshot::Sender<Result<Option<SqliteRow>, StoreError>>,
+    /// Answers the claimed job, if the claim's `UPDATE … RETURNING` changed a row.
+    Claim {
+        query: WriteQuery,
+        reply: oneshot::Sender<Result<Option<ClaimRow>, StoreError>>,
     },
 }
 
 /// A statement of the batch, run and waiting for the commit before its answer is sent.
 enum Answered {
     Rows(u64, oneshot::Sender<Result<u64, StoreError>>),
-    Row(
-        Option<SqliteRow>,
-        oneshot::Sender<Result<Option<SqliteRow>, StoreError>>,
+    Claim(
+        Option<ClaimRow>,
+        oneshot::Sender<Result<Option<ClaimRow>, StoreError>>,
     ),
 }
 
@@ -75,14 +126,25 @@ impl Answered {
         // A requester that went away (a client disconnected) does not undo the committed write.
         match self {
             Self::Rows(n, reply) => drop(reply.send(Ok(n))),
-            Self::Row(row, reply) => drop(reply.send(Ok(row))),
+            Self::Claim(row, reply) => drop(reply.send(Ok(row))),
         }
+    }
+}
+
+/// The store's error for a failed write: a value that does not decode is corruption, anything else
+/// makes the store unavailable for now.
+pub(crate) fn write_error(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
     }
 }
 
 pub(crate) struct Writer {
     /// The only connection that writes; it runs every batch.
-    pub conn: SqliteConnection,
+    pub conn: Connection,
     pub rx: mpsc::Receiver<Op>,
     pub clock: Arc<dyn Clock>,
     pub dedup_ttl_ms: i64,
@@ -93,9 +155,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Runs until every sender is gone.
-    pub async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
+    /// Runs until every sender is gone. Blocks its thread.
+    pub fn run(mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
                 match self.rx.try_recv() {
@@ -103,11 +165,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch).await;
+            self.commit(batch);
         }
     }
 
-    async fn commit(&mut self, batch: Vec<Op>) {
+    fn commit(&mut self, batch: Vec<Op>) {
         let mut requests = Vec::new();
         let mut enqueue_replies = Vec::new();
         let mut statements = Vec::new();
@@ -121,7 +183,7 @@ impl Writer {
             }
         }
         let size = requests.len() + statements.len();
-        let (outcomes, answered, ended) = match self.write(&requests, statements).await {
+        let (outcomes, answered, ended) = match self.write(&requests, statements) {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, batch = size, "write transaction failed");
@@ -129,7 +191,7 @@ impl Writer {
                 // channels were dropped with them, which tells each requester the store failed.
                 self.backlog = None;
                 for reply in enqueue_replies {
-                    let _ = reply.send(Err(db_error(&e)));
+                    let _ = reply.send(Err(write_error(&e)));
                 }
                 return;
             }
@@ -164,14 +226,14 @@ impl Writer {
     /// Runs the batch in one transaction: the enqueues first, then the other statements in order. A
     /// request that would overflow the queue gets `QueueFull` and writes nothing; the others go on. On
     /// an error the transaction is rolled back and the whole batch fails.
-    async fn write(
+    fn write(
         &mut self,
         requests: &[Vec<NewJob>],
         statements: Vec<Statement>,
-    ) -> Result<(Vec<EnqueueReply>, Vec<Answered>, u64), sqlx::Error> {
+    ) -> rusqlite::Result<(Vec<EnqueueReply>, Vec<Answered>, u64)> {
         let backlog = match requests.is_empty() {
             true => 0,
-            false => self.backlog().await?,
+            false => self.backlog()?,
         };
         let (admitted, backlog) = admit(requests, backlog, self.max_queued);
         let jobs: Vec<&NewJob> = requests
@@ -182,17 +244,20 @@ impl Writer {
             .collect();
         let now = millis(self.clock.now());
         let enqueue = Enqueue::plan(&jobs);
-        let queries = enqueue.queries(now, now - self.dedup_ttl_ms)?;
-        let total = queries.len() + statements.iter().map(Statement::len).sum::<usize>();
-        let mut steps = Steps {
-            conn: &mut self.conn,
-            done: 0,
-            total,
-        };
-        let result = steps.run_batch(enqueue, queries, statements).await;
-        if result.is_err() && steps.done > 0 {
+        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            let done = run_batch(
+                &self.conn,
+                &enqueue,
+                now,
+                now - self.dedup_ttl_ms,
+                statements,
+            )?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(done)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
             // An error here only means no transaction was left open.
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
         let (duplicates, answered, ended) = result?;
         let outcomes = outcomes(requests, &admitted, &duplicates, backlog);
@@ -200,225 +265,101 @@ impl Writer {
     }
 
     /// Jobs queued or running, as of the last refresh plus what this writer created since.
-    async fn backlog(&mut self) -> Result<u64, sqlx::Error> {
+    fn backlog(&mut self) -> rusqlite::Result<u64> {
         if let Some((count, at)) = self.backlog
             && at.elapsed() < BACKLOG_REFRESH
         {
             return Ok(count);
         }
-        let count: i64 = sqlx::query_scalar(
+        let count: i64 = self.conn.query_row(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued')
                   + (SELECT COUNT(*) FROM jobs WHERE state = 'running')",
-        )
-        .fetch_one(&mut self.conn)
-        .await?;
+            [],
+            |row| row.get(0),
+        )?;
         let count = u64::try_from(count).unwrap_or_default();
         self.backlog = Some((count, Instant::now()));
         Ok(count)
     }
 }
 
-impl Statement {
-    /// How many queries it runs.
-    fn len(&self) -> usize {
-        match self {
-            Self::Execute { queries, .. } => queries.len(),
-            Self::FetchOptional { .. } => 1,
-        }
-    }
-}
-
-/// The queries of one batch, run in order in one transaction: `BEGIN` goes with the first and `COMMIT`
-/// with the last, so neither costs a round trip of its own.
-struct Steps<'c> {
-    conn: &'c mut SqliteConnection,
-    /// Queries sent so far.
-    done: usize,
-    total: usize,
-}
-
-/// What one query produced.
-struct StepOutput {
-    rows: Vec<SqliteRow>,
-    /// Rows changed by the query's last statement.
-    rows_affected: u64,
-}
-
-impl Steps<'_> {
-    async fn run_batch(
-        &mut self,
-        enqueue: Enqueue<'_>,
-        queries: Vec<OwnedQuery>,
-        statements: Vec<Statement>,
-    ) -> Result<(HashMap<JobId, JobId>, Vec<Answered>, u64), sqlx::Error> {
-        let mut inserted = 0;
-        for query in queries {
-            inserted += self.run(query).await?.rows_affected;
-        }
-        // Every job that was not inserted is a duplicate; only then ask which jobs hold their keys.
-        let duplicates = match inserted < enqueue.jobs.len() as u64 {
-            true => enqueue.duplicates(&self.holders(&enqueue).await?),
-            false => enqueue.duplicates(&HashMap::new()),
-        };
-        let mut answered = Vec::with_capacity(statements.len());
-        let mut ended = 0;
-        for statement in statements {
-            answered.push(match statement {
-                Statement::Execute {
-                    queries,
-                    reply,
-                    ends_job,
-                } => {
-                    let mut last = 0;
-                    for query in queries {
-                        last = self.run(query).await?.rows_affected;
-                    }
-                    ended += u64::from(ends_job && last > 0);
-                    Answered::Rows(last, reply)
-                }
-                Statement::FetchOptional { query, reply } => {
-                    let row = self.run(query).await?.rows.into_iter().next();
-                    Answered::Row(row, reply)
-                }
-            });
-        }
-        Ok((duplicates, answered, ended))
-    }
-
-    /// The job that holds each dedup key of the batch's jobs.
-    async fn holders(
-        &mut self,
-        enqueue: &Enqueue<'_>,
-    ) -> Result<HashMap<String, JobId>, sqlx::Error> {
-        let keys: Vec<&str> = enqueue
-            .jobs
-            .iter()
-            .filter_map(|j| j.dedup_key.as_deref())
-            .collect();
-        let mut holders = HashMap::new();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let mut select =
-                QueryBuilder::<Sqlite>::new("SELECT key, job_id FROM dedup WHERE key IN (");
-            let mut separated = select.separated(", ");
-            for key in chunk {
-                separated.push_bind((*key).to_owned());
+/// The batch's statements, inside its transaction: each job claims its dedup key and is inserted if
+/// it got it; then the workers' statements in order. Answers the duplicates (job → the job holding
+/// its key), the statements' answers, and how many jobs ended.
+fn run_batch(
+    conn: &Connection,
+    enqueue: &Enqueue<'_>,
+    now: i64,
+    cutoff: i64,
+    statements: Vec<Statement>,
+) -> rusqlite::Result<(HashMap<JobId, JobId>, Vec<Answered>, u64)> {
+    let mut holders = HashMap::new();
+    if !enqueue.jobs.is_empty() {
+        let mut claim_key = conn.prepare_cached(CLAIM_KEY)?;
+        let mut insert = conn.prepare_cached(INSERT_JOB)?;
+        for job in &enqueue.jobs {
+            let id = job.id.to_string();
+            if let Some(key) = job.dedup_key.as_deref()
+                && claim_key.execute(params![key, id, now, cutoff])? == 0
+            {
+                holders.insert(key.to_owned(), key_holder(conn, key)?);
+                continue;
             }
-            select.push(")");
-            for row in select.build().fetch_all(&mut *self.conn).await? {
-                let holder: String = row.try_get(1)?;
-                let holder = holder
-                    .parse()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                holders.insert(row.try_get(0)?, holder);
-            }
+            insert.execute(params![
+                id,
+                job.source.as_str(),
+                job.group_key,
+                job.status.as_str(),
+                job.alertname,
+                job.payload,
+                now
+            ])?;
         }
-        Ok(holders)
     }
-
-    /// Runs one query of the batch, with `BEGIN` before it if it is the first and `COMMIT` after it if
-    /// it is the last.
-    async fn run(&mut self, mut query: OwnedQuery) -> Result<StepOutput, sqlx::Error> {
-        let begin = self.done == 0;
-        self.done += 1;
-        let commit = self.done == self.total;
-        if begin || commit {
-            let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-            let sql = format!(
-                "{}{}{}",
-                if begin { "BEGIN IMMEDIATE;\n" } else { "" },
-                query.sql().as_str(),
-                if commit { ";\nCOMMIT" } else { "" }
-            );
-            query = sqlx::query_with(AssertSqlSafe(sql), arguments.unwrap_or_default());
-        }
-        let mut results = (&mut *self.conn).fetch_many(query);
-        let mut rows = Vec::new();
-        let mut affected = Vec::new();
-        while let Some(result) = results.try_next().await? {
-            match result {
-                Either::Left(done) => affected.push(done.rows_affected()),
-                Either::Right(row) => rows.push(row),
-            }
-        }
-        // One result per statement; `BEGIN` and `COMMIT` report stale counts, so skip theirs.
-        let own = &affected[usize::from(begin).min(affected.len())..];
-        let own = &own[..own.len().saturating_sub(usize::from(commit))];
-        Ok(StepOutput {
-            rows,
-            rows_affected: own.last().copied().unwrap_or_default(),
-        })
-    }
-}
-
-/// A built query as one that owns its SQL and arguments, so it can outlive its builder.
-fn owned(
-    mut query: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
-) -> Result<OwnedQuery, sqlx::Error> {
-    let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-    Ok(sqlx::query_with(query.sql(), arguments.unwrap_or_default()))
-}
-
-/// Rows per multi-row statement; with at most 14 parameters a row this stays far below SQLite's limit
-/// of 32,766 parameters.
-const ROWS_PER_STATEMENT: usize = 1000;
-
-/// The SQLite statements of an [`Enqueue`].
-impl Enqueue<'_> {
-    /// One query (two statements) per chunk of jobs. The first claims each job's dedup key: the unique
-    /// key makes this race-free, a new key or one older than the TTL (`cutoff`) goes to the job, and a
-    /// key that is still held keeps its job. The second inserts the jobs that hold their key (and those
-    /// without one); the rows it inserts are the query's count.
-    fn queries(&self, now: i64, cutoff: i64) -> Result<Vec<OwnedQuery>, sqlx::Error> {
-        self.jobs
-            .chunks(ROWS_PER_STATEMENT)
-            .map(|chunk| {
-                let mut query = QueryBuilder::<Sqlite>::new("");
-                let keyed: Vec<(&str, JobId)> = chunk
-                    .iter()
-                    .filter_map(|j| Some((j.dedup_key.as_deref()?, j.id)))
-                    .collect();
-                if !keyed.is_empty() {
-                    query.push("INSERT INTO dedup (key, job_id, received_at) ");
-                    query.push_values(&keyed, |mut row, (key, id)| {
-                        row.push_bind((*key).to_owned())
-                            .push_bind(id.to_string())
-                            .push_bind(now);
-                    });
-                    query.push(
-                        " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, \
-                         received_at = excluded.received_at WHERE dedup.received_at < ",
-                    );
-                    query.push_bind(cutoff).push(";\n");
+    let duplicates = enqueue.duplicates(&holders);
+    let mut answered = Vec::with_capacity(statements.len());
+    let mut ended = 0;
+    for statement in statements {
+        answered.push(match statement {
+            Statement::Execute {
+                queries,
+                reply,
+                ends_job,
+            } => {
+                let mut last = 0;
+                for query in &queries {
+                    last = query.execute(conn)?;
                 }
-                query.push(
-                    "WITH incoming (id, source, group_key, status, alertname, payload, dedup_key) AS (",
-                );
-                query.push_values(chunk, |mut row, job| {
-                    row.push_bind(job.id.to_string())
-                        .push_bind(job.source.as_str())
-                        .push_bind(job.group_key.clone())
-                        .push_bind(job.status.as_str())
-                        .push_bind(job.alertname.clone())
-                        .push_bind(job.payload.clone())
-                        .push_bind(job.dedup_key.clone());
-                });
-                query.push(
-                    ") INSERT INTO jobs (id, source, state, group_key, status, alertname, payload, \
-                     next_attempt_at, created_at, updated_at) \
-                     SELECT id, source, 'queued', group_key, status, alertname, payload, ",
-                );
-                query
-                    .push_bind(now)
-                    .push(", ")
-                    .push_bind(now)
-                    .push(", ")
-                    .push_bind(now)
-                    .push(
-                        " FROM incoming WHERE dedup_key IS NULL OR EXISTS \
-                         (SELECT 1 FROM dedup WHERE dedup.key = incoming.dedup_key AND dedup.job_id = incoming.id)",
-                    );
-                owned(query.build())
-            })
-            .collect()
+                ended += u64::from(ends_job && last > 0);
+                Answered::Rows(last, reply)
+            }
+            Statement::Claim { query, reply } => {
+                let row = conn
+                    .prepare_cached(query.sql)?
+                    .query_row(params_from_iter(&query.params), |row| {
+                        Ok(ClaimRow {
+                            id: row.get("id")?,
+                            source: row.get("source")?,
+                            attempts: row.get("attempts")?,
+                            payload: row.get("payload")?,
+                            analysis: row.get("analysis")?,
+                            timings: row.get("timings")?,
+                        })
+                    })
+                    .optional()?;
+                Answered::Claim(row, reply)
+            }
+        });
     }
+    Ok((duplicates, answered, ended))
+}
+
+/// The job that holds a dedup key.
+fn key_holder(conn: &Connection, key: &str) -> rusqlite::Result<JobId> {
+    let holder: String = conn
+        .prepare_cached(KEY_HOLDER)?
+        .query_row([key], |row| row.get(0))?;
+    holder
+        .parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
 }
