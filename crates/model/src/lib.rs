@@ -9,6 +9,7 @@
 //! - [`metrics`]: every metric aiops exports, registered in one place.
 //! - [`secret`]: helpers for secrets in configuration (masking, `*_file` keys).
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it.
+//! - [`retry`]: honouring a remote's `Retry-After` between retries.
 #![forbid(unsafe_code)]
 
 pub mod alertmanager;
@@ -19,6 +20,7 @@ pub mod job;
 pub mod metrics;
 pub mod ports;
 pub mod redact;
+pub mod retry;
 pub mod secret;
 
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
@@ -34,3 +36,4 @@ pub use ports::{
     Analyzer, AttemptEnd, ContextSource, Notification, Notifier, StageError, Store, StoreError,
     Thread,
 };
+pub use retry::RetryAfter;

@@ -2,18 +2,14 @@
 //! connection errors, with exponential backoff and jitter; any other 4xx is final. Error messages
 //! never carry the URL, which is a secret for webhooks.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aiops_model::StageError;
+use aiops_model::{RetryAfter, StageError};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio_retry::RetryIf;
 use tokio_retry::strategy::{ExponentialBackoff, jitter};
-
-/// `Retry-After` longer than this is capped; the job's own retry takes over after the last attempt.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// An answer with a 2xx status: its body.
 #[derive(Debug)]
@@ -37,17 +33,12 @@ pub async fn post_json(
     retries: u32,
     who: &str,
 ) -> Result<Answer, StageError> {
-    let retry_after: Arc<Mutex<Option<Duration>>> = Arc::default();
-    let wait = retry_after.clone();
-    let strategy = ExponentialBackoff::from_millis(2)
+    let retry_after = RetryAfter::default();
+    let backoff = ExponentialBackoff::from_millis(2)
         .factor(250)
         .max_delay(Duration::from_secs(10))
-        .map(jitter)
-        .map(move |d| {
-            let asked = wait.lock().unwrap_or_else(|e| e.into_inner()).take();
-            asked.map_or(d, |a| a.max(d))
-        })
-        .take(retries as usize);
+        .map(jitter);
+    let strategy = retry_after.honoured_by(backoff).take(retries as usize);
     let named = |what: String| match who.is_empty() {
         true => what,
         false => format!("{who} {what}"),
@@ -68,12 +59,12 @@ pub async fn post_json(
                 }),
             })?;
         let status = response.status();
-        let asked = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let asked = RetryAfter::parse(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let text = response.text().await.map_err(|e| Failure {
             retriable: true,
             message: named(format!("answer broke off: {}", e.without_url())),
@@ -81,7 +72,7 @@ pub async fn post_json(
         if status.is_success() {
             return Ok(Answer { body: text });
         }
-        *retry_after.lock().unwrap_or_else(|e| e.into_inner()) = asked;
+        retry_after.set(asked);
         let detail: String = text.trim().chars().take(200).collect();
         Err(Failure {
             retriable: status == StatusCode::TOO_MANY_REQUESTS

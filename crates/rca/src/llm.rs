@@ -5,11 +5,12 @@
 //! response first, raw JSON when a provider's quirk (an unknown `finish_reason`, a missing field)
 //! makes the typed parse fail.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aiops_model::redact::Redactor;
-use aiops_model::{Analysis, Analyzer, AnalyzerInfo, Context, StageError, WebhookPayload};
+use aiops_model::{
+    Analysis, Analyzer, AnalyzerInfo, Context, RetryAfter, StageError, WebhookPayload,
+};
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
@@ -29,9 +30,6 @@ use crate::guard::{Cache, Limits};
 use crate::output::parse;
 use crate::prompt::{SYSTEM, estimate_tokens, schema, user_message};
 use crate::rules::RulesAnalyzer;
-
-/// `Retry-After` longer than this is capped: the job has a lease, and the fallback is always there.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The LLM analyzer, with the rule-based analyzer as its fallback.
 #[derive(Debug)]
@@ -175,16 +173,13 @@ impl LlmAnalyzer {
     async fn complete(&self, messages: &[ChatCompletionRequestMessage]) -> Result<Reply, String> {
         let body = serde_json::to_value(self.request(messages))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        let retry_after: Arc<Mutex<Option<Duration>>> = Arc::default();
-        let wait = retry_after.clone();
-        let strategy = ExponentialBackoff::from_millis(2)
+        let retry_after = RetryAfter::default();
+        let backoff = ExponentialBackoff::from_millis(2)
             .factor(250)
             .max_delay(Duration::from_secs(20))
-            .map(jitter)
-            .map(move |d| {
-                let asked = wait.lock().unwrap_or_else(|e| e.into_inner()).take();
-                asked.map_or(d, |a| a.max(d))
-            })
+            .map(jitter);
+        let strategy = retry_after
+            .honoured_by(backoff)
             .take(self.config.max_retries as usize);
         let action = || self.send(&body, &retry_after);
         let text = RetryIf::start(strategy, action, |e: &CallError| {
@@ -198,11 +193,7 @@ impl LlmAnalyzer {
         read_reply(&text)
     }
 
-    async fn send(
-        &self,
-        body: &Value,
-        retry_after: &Mutex<Option<Duration>>,
-    ) -> Result<String, CallError> {
+    async fn send(&self, body: &Value, retry_after: &RetryAfter) -> Result<String, CallError> {
         let mut request = self.http.post(&self.endpoint).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
@@ -218,12 +209,12 @@ impl LlmAnalyzer {
             },
         })?;
         let status = response.status();
-        let asked = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let asked = RetryAfter::parse(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let text = response.text().await.map_err(|e| CallError {
             retriable: true,
             message: format!("the answer broke off: {}", e.without_url()),
@@ -231,7 +222,7 @@ impl LlmAnalyzer {
         if status.is_success() {
             return Ok(text);
         }
-        *retry_after.lock().unwrap_or_else(|e| e.into_inner()) = asked;
+        retry_after.set(asked);
         let detail = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
