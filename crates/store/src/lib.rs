@@ -148,6 +148,21 @@ pub async fn open(
     ))
 }
 
+/// Runs a backend's maintenance (`purge`) once a minute, for as long as the store lives.
+async fn purge_every_minute<F, Fut>(purge: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), aiops_model::StoreError>>,
+{
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = purge().await {
+            tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
+        }
+    }
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

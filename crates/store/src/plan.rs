@@ -80,13 +80,14 @@ pub(crate) fn outcomes(
         .collect()
 }
 
-/// Which requests fit under `max_queued` given `backlog` jobs waiting, in order; the new backlog.
+/// Which requests fit under `max_queued` given `backlog` jobs waiting, in order; the jobs of those
+/// that fit; the new backlog.
 pub(crate) fn admit(
     requests: &[Vec<NewJob>],
     mut backlog: u64,
     max_queued: u64,
-) -> (Vec<bool>, u64) {
-    let admitted = requests
+) -> (Vec<bool>, Vec<&NewJob>, u64) {
+    let admitted: Vec<bool> = requests
         .iter()
         .map(|jobs| {
             let fits = backlog + jobs.len() as u64 <= max_queued;
@@ -96,5 +97,11 @@ pub(crate) fn admit(
             fits
         })
         .collect();
-    (admitted, backlog)
+    let jobs = requests
+        .iter()
+        .zip(&admitted)
+        .filter(|(_, ok)| **ok)
+        .flat_map(|(jobs, _)| jobs)
+        .collect();
+    (admitted, jobs, backlog)
 }

@@ -28,10 +28,10 @@ use tokio::task::JoinHandle;
 use crate::StoreConfig;
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::{
-    JOB_COLUMNS, claimed, db_error, delivery, duration_ms, get, millis, record, secs_to_ms, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, millis, queue_counts,
+    record, secs_to_ms, thread_of, to_json,
 };
 
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 /// Enqueue requests waiting for the batcher beyond this make callers wait (backpressure).
 const BATCH_CHANNEL: usize = 8192;
 /// Rows deleted per maintenance statement, so that no purge holds locks for long.
@@ -130,7 +130,9 @@ impl PgStore {
             dedup_ttl_ms: store.dedup_ttl_ms,
             retention_ms: store.retention_ms,
         };
-        store.tasks.push(tokio::spawn(maintenance.run()));
+        store.tasks.push(tokio::spawn(async move {
+            crate::purge_every_minute(|| maintenance.purge()).await
+        }));
         Ok(store)
     }
 
@@ -385,25 +387,11 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| db_error(&e))?;
-        let count = |column: &str| {
-            get::<_, i64>(&row, column).map(|n| u64::try_from(n).unwrap_or_default())
-        };
-        let oldest: Option<i64> = get(&row, "oldest")?;
-        Ok(QueueCounts {
-            queued: count("queued")?,
-            running: count("running")?,
-            done: count("done")?,
-            dead: count("dead")?,
-            oldest_queued_age_secs: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
-            finished_last_minute: count("finished")?,
-            recent_dead: sqlx::query(crate::rows::RECENT_DEAD_SQL)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| db_error(&e))?
-                .iter()
-                .map(crate::rows::dead_job)
-                .collect::<Result<_, _>>()?,
-        })
+        let dead = sqlx::query(RECENT_DEAD_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_error(&e))?;
+        queue_counts(&row, now, &dead)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -428,13 +416,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| db_error(&e))?;
-        row.map(|row| {
-            Ok(Thread {
-                channel: get(&row, "channel")?,
-                ts: get(&row, "ts")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(thread_of).transpose()
     }
 
     async fn save_thread(
@@ -568,13 +550,7 @@ impl Batcher {
     ) -> Result<Vec<EnqueueReply>, sqlx::Error> {
         let backlog = self.backlog().await?;
         let mut tx = self.pool.begin().await?;
-        let (admitted, backlog) = admit(requests, backlog, self.max_queued);
-        let jobs: Vec<&NewJob> = requests
-            .iter()
-            .zip(&admitted)
-            .filter(|(_, ok)| **ok)
-            .flat_map(|(jobs, _)| jobs)
-            .collect();
+        let (admitted, jobs, backlog) = admit(requests, backlog, self.max_queued);
         let mut plan = Enqueue::plan(&jobs);
         // Sorted by key: every replica locks keys in the same order.
         plan.jobs.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
@@ -705,16 +681,6 @@ struct Maintenance {
 }
 
 impl Maintenance {
-    async fn run(self) {
-        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-        loop {
-            tick.tick().await;
-            if let Err(e) = self.purge().await {
-                tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
-            }
-        }
-    }
-
     async fn purge(&self) -> Result<(), StoreError> {
         let now = millis(self.clock.now());
         self.in_slices(

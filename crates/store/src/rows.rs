@@ -5,7 +5,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{ClaimedJob, DeliveryRecord, JobId, JobRecord, JobSource, JobState, StoreError};
+use aiops_model::{
+    ClaimedJob, DeliveryRecord, JobId, JobRecord, JobSource, JobState, QueueCounts, StoreError,
+    Thread,
+};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use time::OffsetDateTime;
 
@@ -208,6 +211,44 @@ where
         alertname: get(row, "alertname")?,
         error: get(row, "last_error")?,
         finished_at: from_millis(get(row, "finished_at")?),
+    })
+}
+
+/// The queue's figures from a row of counts (columns `queued`, `running`, `done`, `dead`, `oldest`,
+/// `finished`) taken at `now`, and the rows of [`RECENT_DEAD_SQL`].
+pub(crate) fn queue_counts<R>(row: &R, now: i64, dead: &[R]) -> Result<QueueCounts, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let count =
+        |column: &str| get::<R, i64>(row, column).map(|n| u64::try_from(n).unwrap_or_default());
+    let oldest: Option<i64> = get(row, "oldest")?;
+    Ok(QueueCounts {
+        queued: count("queued")?,
+        running: count("running")?,
+        done: count("done")?,
+        dead: count("dead")?,
+        oldest_queued_age_secs: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
+        finished_last_minute: count("finished")?,
+        recent_dead: dead.iter().map(dead_job).collect::<Result<_, _>>()?,
+    })
+}
+
+/// A row of `threads` (channel, ts).
+pub(crate) fn thread_of<R>(row: &R) -> Result<Thread, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Thread {
+        channel: get(row, "channel")?,
+        ts: get(row, "ts")?,
     })
 }
 

@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
 use crate::rows::{
-    JOB_COLUMNS, claimed_job, delivery, duration_ms, get, record, secs_to_ms, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, queue_counts, record,
+    secs_to_ms, thread_of, to_json,
 };
 pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
@@ -28,7 +29,6 @@ use crate::writer::{Op, Statement, WriteQuery, Writer};
 
 /// Enqueue requests waiting for the writer beyond this make callers wait (backpressure).
 const WRITER_CHANNEL: usize = 8192;
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 const READ_CONNECTIONS: u32 = 4;
 
 /// SQLite's WAL file for the database at `path`.
@@ -123,7 +123,10 @@ impl SqliteStore {
             dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
             retention_ms: secs_to_ms(config.retention_days.saturating_mul(86_400)),
         };
-        let tasks = vec![tokio::spawn(maintenance.clone().run())];
+        let tasks = vec![tokio::spawn({
+            let maintenance = maintenance.clone();
+            async move { crate::purge_every_minute(|| maintenance.purge()).await }
+        })];
         Ok(Self {
             read,
             maintenance,
@@ -352,26 +355,11 @@ impl Store for SqliteStore {
         .fetch_one(&self.read)
         .await
         .map_err(|e| db_error(&e))?;
-        let count = |column: &str| {
-            get::<_, i64>(&row, column).map(|n| u64::try_from(n).unwrap_or_default())
-        };
-        let oldest: Option<i64> = get(&row, "oldest")?;
-        let counts = QueueCounts {
-            queued: count("queued")?,
-            running: count("running")?,
-            done: count("done")?,
-            dead: count("dead")?,
-            oldest_queued_age_secs: oldest.map(|t| (now - t).max(0) as f64 / 1000.0),
-            finished_last_minute: count("finished")?,
-            recent_dead: sqlx::query(crate::rows::RECENT_DEAD_SQL)
-                .fetch_all(&self.read)
-                .await
-                .map_err(|e| db_error(&e))?
-                .iter()
-                .map(crate::rows::dead_job)
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(counts)
+        let dead = sqlx::query(RECENT_DEAD_SQL)
+            .fetch_all(&self.read)
+            .await
+            .map_err(|e| db_error(&e))?;
+        queue_counts(&row, now, &dead)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -394,13 +382,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(|e| db_error(&e))?;
-        row.map(|row| {
-            Ok(Thread {
-                channel: get(&row, "channel")?,
-                ts: get(&row, "ts")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(thread_of).transpose()
     }
 
     async fn save_thread(
@@ -481,17 +463,7 @@ struct Maintenance {
 }
 
 impl Maintenance {
-    /// Purges once a minute, for as long as the store lives.
-    async fn run(self) {
-        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
-        loop {
-            tick.tick().await;
-            if let Err(e) = self.purge().await {
-                tracing::warn!(error = %e, "store maintenance failed; it runs again in a minute");
-            }
-        }
-    }
-
+    /// Purges once: expired dedup keys, then finished jobs and threads past retention.
     async fn purge(&self) -> Result<(), StoreError> {
         let now = millis(self.clock.now());
         let dedup_before = now - self.dedup_ttl_ms;

@@ -46,7 +46,7 @@ pub(crate) type EnqueueReply = Result<Vec<EnqueueOutcome>, StoreError>;
 
 /// One SQL statement with its parameters in order (`?1` is the first), owned, so it can be handed to
 /// the writer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct WriteQuery {
     sql: &'static str,
     params: Vec<Value>,
@@ -133,7 +133,7 @@ impl Answered {
 
 /// The store's error for a failed write: a value that does not decode is corruption, anything else
 /// makes the store unavailable for now.
-pub(crate) fn write_error(e: &rusqlite::Error) -> StoreError {
+fn write_error(e: &rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
@@ -235,13 +235,7 @@ impl Writer {
             true => 0,
             false => self.backlog()?,
         };
-        let (admitted, backlog) = admit(requests, backlog, self.max_queued);
-        let jobs: Vec<&NewJob> = requests
-            .iter()
-            .zip(&admitted)
-            .filter(|(_, ok)| **ok)
-            .flat_map(|(jobs, _)| jobs)
-            .collect();
+        let (admitted, jobs, backlog) = admit(requests, backlog, self.max_queued);
         let now = millis(self.clock.now());
         let enqueue = Enqueue::plan(&jobs);
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
