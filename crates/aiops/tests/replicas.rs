@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Daemon, PgDb, distinct_group, fixture};
+use common::{Daemon, PgDb, distinct_group, fixture, start_replicas};
 use futures_util::StreamExt;
 use regex::Regex;
 use serde_json::{Value, json};
@@ -79,23 +79,22 @@ async fn wait_for_jobs(slack: &MockServer, count: usize, max: Duration) -> HashM
     }
 }
 
-/// Posts group `n` to both replicas at once, as an HA Alertmanager pair does; Alertmanager retries a
-/// 503 (bounded here). Answers the job id each replica acknowledged (None: never acknowledged).
-async fn post_to_both(a: &Daemon, b: &Daemon, n: usize) -> [Option<String>; 2] {
-    let body = distinct_group(n);
-    let (x, y) = tokio::join!(post_retrying(a, body.clone()), post_retrying(b, body));
-    [x, y]
-}
-
-async fn post_retrying(daemon: &Daemon, body: String) -> Option<String> {
-    for _ in 0..40 {
-        let (status, answer) = daemon.try_post_webhook(body.clone()).await;
-        if status.is_some_and(|s| s.is_success()) {
-            return answer["job_id"].as_str().map(str::to_owned);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    None
+/// Posts groups `0..groups` to both replicas, each group to both at once as an HA Alertmanager pair
+/// does (16 groups in flight); Alertmanager retries a 503 (bounded here). Answers, per group, the job
+/// id each replica acknowledged (None: never acknowledged).
+async fn post_groups_to_both(a: &Daemon, b: &Daemon, groups: usize) -> Vec<[Option<String>; 2]> {
+    futures_util::stream::iter(0..groups)
+        .map(|n| async move {
+            let body = distinct_group(n);
+            let (x, y) = tokio::join!(
+                a.post_until_accepted(body.clone(), Duration::from_secs(10)),
+                b.post_until_accepted(body, Duration::from_secs(10))
+            );
+            [x, y]
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,18 +103,9 @@ async fn an_ha_pair_sending_1000_groups_to_two_replicas_makes_1000_jobs_each_del
     let db = PgDb::create().await;
     let slack = fake_slack(Duration::ZERO).await;
     let env = replica_env(&db, &slack.uri(), &[]);
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Daemon::start(dir_a.path(), &env).await;
-    let b = Daemon::start(dir_b.path(), &env).await;
+    let (_dirs, a, b) = start_replicas(&env).await;
 
-    let answers: Vec<[Option<String>; 2]> = futures_util::stream::iter(0..GROUPS)
-        .map(|n| post_to_both(&a, &b, n))
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let answers = post_groups_to_both(&a, &b, GROUPS).await;
     for [x, y] in &answers {
         assert!(x.is_some() && y.is_some(), "both copies acknowledged");
         assert_eq!(x, y, "both replicas name the one job of the group");
@@ -146,18 +136,9 @@ async fn a_replica_killed_mid_run_leaves_its_jobs_to_the_other_and_nothing_is_lo
     // Slow deliveries, so the kill finds jobs running.
     let slack = fake_slack(Duration::from_millis(300)).await;
     let env = replica_env(&db, &slack.uri(), &[("AIOPS__WORKER__LEASE_SECS", "3")]);
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Daemon::start(dir_a.path(), &env).await;
-    let b = Daemon::start(dir_b.path(), &env).await;
+    let (_dirs, a, b) = start_replicas(&env).await;
 
-    let answers: Vec<[Option<String>; 2]> = futures_util::stream::iter(0..GROUPS)
-        .map(|n| post_to_both(&a, &b, n))
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let answers = post_groups_to_both(&a, &b, GROUPS).await;
     let accepted: Vec<String> = answers.iter().filter_map(|[x, _]| x.clone()).collect();
     assert_eq!(accepted.len(), GROUPS);
     let running = b.get("/queue/status").await;
@@ -212,12 +193,7 @@ async fn a_resolution_received_by_the_other_replica_lands_in_the_incidents_threa
             ("AIOPS__SLACK__API_URL", &api),
         ],
     );
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Daemon::start(dir_a.path(), &env).await;
-    let b = Daemon::start(dir_b.path(), &env).await;
+    let (_dirs, a, b) = start_replicas(&env).await;
 
     let (status, _) = a
         .post_webhook(fixture("target-down-group-firing.json"))

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, PgDb, distinct_group};
+use common::{PgDb, distinct_group, start_replicas};
 use futures_util::StreamExt;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -50,18 +50,6 @@ fn pg_ctl(action: &str) {
     assert!(status.success(), "pg_ctlcluster {args:?}");
 }
 
-/// Posts until acknowledged, as Alertmanager retries a 503 (bounded: 60 s).
-async fn post_until_accepted(daemon: &Daemon, body: String) -> Option<String> {
-    for _ in 0..240 {
-        let (status, answer) = daemon.try_post_webhook(body.clone()).await;
-        if status.is_some_and(|s| s.is_success()) {
-            return answer["job_id"].as_str().map(str::to_owned);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_run_loses_no_acknowledged_webhook_and_leaves_nothing_stuck() {
     const GROUPS: usize = 300;
@@ -88,12 +76,7 @@ async fn a_postgres_restart_mid_run_loses_no_acknowledged_webhook_and_leaves_not
         ("AIOPS__WORKER__MAX_ATTEMPTS", "10".to_owned()),
         ("AIOPS__WORKER__POLL_INTERVAL_MS", "100".to_owned()),
     ];
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Daemon::start(dir_a.path(), &env).await;
-    let b = Daemon::start(dir_b.path(), &env).await;
+    let (_dirs, a, b) = start_replicas(&env).await;
 
     let send = async {
         futures_util::stream::iter(0..GROUPS)
@@ -101,7 +84,9 @@ async fn a_postgres_restart_mid_run_loses_no_acknowledged_webhook_and_leaves_not
                 let replica = if n % 2 == 0 { &a } else { &b };
                 async move {
                     let body = distinct_group(n);
-                    let id = post_until_accepted(replica, body).await;
+                    let id = replica
+                        .post_until_accepted(body, Duration::from_secs(60))
+                        .await;
                     // Pace the stream, so the outage falls in its middle.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     id

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use aiops_model::alertmanager::parse_webhook;
 use aiops_model::{
-    Analysis, Analyzer, Context, ContextSource, EvidenceRef, JobId, JobSource, JobState,
-    ManualClock, Metrics, NewJob, Notification, Notifier, StageError, Store, WebhookPayload,
+    Analysis, Context, ContextSource, EvidenceRef, JobId, JobSource, JobState, ManualClock,
+    Metrics, NewJob, Notification, Notifier, StageError, Store, WebhookPayload,
 };
 use aiops_notify::{Filter, Filtered, Links, Route, SlackNotifier};
 use aiops_store::{SqliteStore, StoreConfig};
@@ -820,20 +820,6 @@ impl ContextSource for AlertsOnly {
     }
 }
 
-#[derive(Debug)]
-struct Rules;
-
-#[async_trait]
-impl Analyzer for Rules {
-    async fn analyze(
-        &self,
-        payload: &WebhookPayload,
-        context: &Context,
-    ) -> Result<Analysis, StageError> {
-        Ok(aiops_rca::analyze_by_rules(payload, context))
-    }
-}
-
 /// A sink that hangs (the process dies during its delivery) or answers at once.
 #[derive(Debug)]
 struct Other {
@@ -861,7 +847,7 @@ fn worker(
 ) -> Worker {
     let stages = Stages {
         context: Arc::new(AlertsOnly),
-        analyzer: Arc::new(Rules),
+        analyzer: Arc::new(aiops_rca::RulesAnalyzer::default()),
         notifiers: sinks,
     };
     let config = WorkerConfig {

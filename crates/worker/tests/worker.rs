@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aiops_model::{
-    Analysis, Analyzer, Clock, Context, ContextSource, JobId, JobSource, JobState, ManualClock,
-    Metrics, NewJob, Notification, Notifier, StageError, Store, WebhookPayload,
+    Clock, Context, ContextSource, JobId, JobSource, JobState, ManualClock, Metrics, NewJob,
+    Notification, Notifier, StageError, Store, WebhookPayload,
 };
 use aiops_store::{SqliteStore, StoreConfig};
 use aiops_worker::{Outcome, Stages, Worker, WorkerConfig};
@@ -23,20 +23,6 @@ impl ContextSource for CountingContext {
     async fn gather(&self, payload: &WebhookPayload) -> Result<Context, StageError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(aiops_context::alert_evidence(payload))
-    }
-}
-
-#[derive(Debug, Default)]
-struct Rules;
-
-#[async_trait]
-impl Analyzer for Rules {
-    async fn analyze(
-        &self,
-        payload: &WebhookPayload,
-        context: &Context,
-    ) -> Result<Analysis, StageError> {
-        Ok(aiops_rca::analyze_by_rules(payload, context))
     }
 }
 
@@ -123,7 +109,7 @@ impl Harness {
     fn worker(&self, sinks: Vec<Arc<Sink>>, config: WorkerConfig) -> Worker {
         let stages = Stages {
             context: self.context.clone(),
-            analyzer: Arc::new(Rules),
+            analyzer: Arc::new(aiops_rca::RulesAnalyzer::default()),
             notifiers: sinks.into_iter().map(|s| s as Arc<dyn Notifier>).collect(),
         };
         Worker::new(
@@ -510,7 +496,7 @@ async fn a_store_restarting_after_the_delivery_does_not_make_the_job_run_again()
     let second = Sink::new("webhook", 0, true);
     let stages = Stages {
         context: h.context.clone(),
-        analyzer: Arc::new(Rules),
+        analyzer: Arc::new(aiops_rca::RulesAnalyzer::default()),
         notifiers: vec![first.clone() as Arc<dyn Notifier>, second.clone()],
     };
     let worker = Worker::new(

@@ -153,6 +153,19 @@ impl Daemon {
         }
     }
 
+    /// POSTs until the daemon acknowledges (2xx), every 250 ms as Alertmanager retries a failure,
+    /// for at most `max`; the job id of the answer, `None` if it never came.
+    pub async fn post_until_accepted(&self, body: String, max: Duration) -> Option<String> {
+        for _ in 0..max.as_millis().div_ceil(250) {
+            let (status, answer) = self.try_post_webhook(body.clone()).await;
+            if status.is_some_and(|s| s.is_success()) {
+                return answer["job_id"].as_str().map(str::to_owned);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let response = reqwest::get(format!("{}{path}", self.url))
             .await
@@ -331,6 +344,18 @@ fn uuid_like() -> String {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     format!("{nanos:x}{:x}{n}", std::process::id())
+}
+
+/// Two replicas started with the same environment, each in a folder of its own; keep the folders
+/// until the replicas are gone (bind them first).
+pub async fn start_replicas(env: &[(&str, String)]) -> ([tempfile::TempDir; 2], Daemon, Daemon) {
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let a = Daemon::start(dirs[0].path(), env).await;
+    let b = Daemon::start(dirs[1].path(), env).await;
+    (dirs, a, b)
 }
 
 /// A webhook payload of a group of its own (alert name `Load{n}`), as an HA pair would send it.
