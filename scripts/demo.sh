@@ -23,17 +23,9 @@ echo "building aiops (release)..."
 cargo build --release --locked -q -p aiops
 aiops_bin=$repo/target/release/aiops
 
-work=$(mktemp -d -t aiops-demo.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/procs.sh
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # wait_http URL what
   for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
   echo "$2 did not start; its log:" >&2; cat "$work/$2.log" >&2; exit 1

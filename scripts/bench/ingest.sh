@@ -15,8 +15,8 @@ FIXTURE=${FIXTURE:-tests/fixtures/alertmanager/target-down-single.json}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release --quiet -p aiops
 
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+source scripts/lib/procs.sh
+port=$(free_port)
 export AIOPS__SERVER__LISTEN=127.0.0.1:$port
 export AIOPS__STORE__URL=sqlite://$work/aiops.db
 if [ "${STORE:-sqlite}" = postgres ]; then
@@ -29,7 +29,7 @@ export AIOPS__STORE__MAX_QUEUED=100000000
 export AIOPS__LOG__LEVEL=warn
 ./target/release/aiops serve >/dev/null 2>"$work/aiops.log" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+pids+=("$pid")
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
   sleep 0.1

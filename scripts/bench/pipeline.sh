@@ -9,15 +9,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${1:-600}
 cargo build --release --quiet -p aiops
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib/procs.sh
 
 llm=$(free_port); api=$(free_port)
 python3 scripts/bench/fake_llm.py "$llm" 2 & pids+=($!)

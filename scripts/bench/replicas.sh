@@ -10,16 +10,8 @@ JOBS=${1:-96}
 admin=${PG_ADMIN:-postgres://aiops_test:aiops_test@127.0.0.1:5432/postgres}
 cargo build --release --quiet -p aiops
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  psql -q "$admin" -c "DROP DATABASE IF EXISTS aiops_bench_drain WITH (FORCE)" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib/procs.sh
+on_exit() { psql -q "$admin" -c "DROP DATABASE IF EXISTS aiops_bench_drain WITH (FORCE)" 2>/dev/null || true; }
 
 # The fake LLM: a chat completion after 1 s, many at a time.
 llm=$(free_port)
