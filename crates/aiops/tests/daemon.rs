@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, fixture, free_port};
+use common::{Daemon, fixture, free_port, json_bodies};
 
 fn aiops(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aiops"));
@@ -306,13 +306,7 @@ async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_resta
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
     daemon.drain(Duration::from_secs(30)).await;
 
-    let sent: Vec<serde_json::Value> = slack
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
-        .collect();
+    let sent = json_bodies(&slack).await;
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0]["channel"], "#alerts");
     assert!(sent[0].get("thread_ts").is_none());

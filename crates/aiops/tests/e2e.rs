@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Daemon, Proc, free_port, repo};
+use common::{Daemon, Proc, free_port, json_bodies, repo};
 use regex::Regex;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -132,16 +132,6 @@ async fn fake_slack() -> MockServer {
     slack
 }
 
-async fn slack_messages(slack: &MockServer) -> Vec<Value> {
-    slack
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
-        .collect()
-}
-
 /// Waits (bounded) until Slack got `count` messages.
 async fn wait_for_messages(
     slack: &MockServer,
@@ -151,7 +141,7 @@ async fn wait_for_messages(
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + max;
     loop {
-        let sent = slack_messages(slack).await;
+        let sent = json_bodies(slack).await;
         if sent.len() >= count {
             return sent;
         }
@@ -410,7 +400,7 @@ async fn run() {
     // Nothing more for the group: exactly one firing message and one resolution.
     let status = aiops.drain(Duration::from_secs(10)).await;
     assert_eq!(status["dead"], 0, "{status}");
-    assert_eq!(slack_messages(&slack).await.len(), 2);
+    assert_eq!(json_bodies(&slack).await.len(), 2);
     let metrics = aiops.metrics().await;
     assert!(
         metrics.contains("aiops_webhook_requests_total{result=\"accepted\"} 2"),

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Daemon, PgDb, distinct_group, fixture, start_replicas};
+use common::{Daemon, PgDb, distinct_group, fixture, json_bodies, start_replicas};
 use futures_util::StreamExt;
 use regex::Regex;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -55,8 +55,7 @@ async fn fake_slack(delay: Duration) -> MockServer {
 async fn messages_per_job(slack: &MockServer) -> HashMap<String, usize> {
     let link = Regex::new(r"aiops\.test/analyses/([0-9a-f-]{36})").expect("regex");
     let mut per_job = HashMap::new();
-    for request in slack.received_requests().await.expect("recorded") {
-        let body: Value = serde_json::from_slice(&request.body).expect("JSON");
+    for body in json_bodies(slack).await {
         let text = body["text"].as_str().unwrap_or_default();
         let id = link
             .captures(text)
@@ -206,13 +205,7 @@ async fn a_resolution_received_by_the_other_replica_lands_in_the_incidents_threa
     assert_eq!(status, reqwest::StatusCode::ACCEPTED);
     b.drain(Duration::from_secs(30)).await;
 
-    let sent: Vec<Value> = slack
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
-        .collect();
+    let sent = json_bodies(&slack).await;
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent[0].get("thread_ts").is_none());
     assert_eq!(sent[1]["thread_ts"], "1700000000.000100", "{}", sent[1]);

@@ -346,6 +346,17 @@ fn uuid_like() -> String {
     format!("{nanos:x}{:x}{n}", std::process::id())
 }
 
+/// The JSON bodies a fake (Slack, a webhook, an LLM) received, in order.
+pub async fn json_bodies(server: &wiremock::MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect()
+}
+
 /// Two replicas started with the same environment, each in a folder of its own; keep the folders
 /// until the replicas are gone (bind them first).
 pub async fn start_replicas(env: &[(&str, String)]) -> ([tempfile::TempDir; 2], Daemon, Daemon) {
