@@ -23,7 +23,8 @@ enum Backend {
 /// Where a harness's database lives.
 enum Place {
     Sqlite(tempfile::TempDir),
-    /// A database of its own on the test PostgreSQL, dropped with the harness.
+    /// A database of its own on the test PostgreSQL, dropped with this (after the harness' store,
+    /// which is declared before it).
     Postgres {
         admin: String,
         db: String,
@@ -91,9 +92,9 @@ async fn harness(backend: Backend, config: StoreConfig) -> Harness {
     }
 }
 
-impl Drop for Harness {
+impl Drop for Place {
     fn drop(&mut self) {
-        let Place::Postgres { admin, db } = &self.place else {
+        let Place::Postgres { admin, db } = self else {
             return;
         };
         // Drop the test's database, from a thread of its own (Drop cannot await).
@@ -127,13 +128,23 @@ impl Harness {
     }
 
     /// Closes the store and opens the same database again.
-    async fn reopen(mut self) -> Self {
-        let placeholder: Arc<dyn Store> = Arc::new(Closed);
-        drop(std::mem::replace(&mut self.store, placeholder));
+    async fn reopen(self) -> Self {
+        let Harness {
+            store,
+            clock,
+            config,
+            place,
+        } = self;
+        drop(store);
         // Let the closed store's tasks and connections go.
         tokio::task::yield_now().await;
-        self.store = open(&self.place, &self.config, self.clock.clone()).await;
-        self
+        let store = open(&place, &config, clock.clone()).await;
+        Harness {
+            store,
+            clock,
+            config,
+            place,
+        }
     }
 
     /// A `SELECT COUNT(*) …` on the database itself.
@@ -160,73 +171,6 @@ impl Harness {
             }
         }
     }
-}
-
-/// Stands in for a store while the harness reopens its database.
-#[derive(Debug)]
-struct Closed;
-
-#[async_trait::async_trait]
-impl Store for Closed {
-    async fn enqueue(&self, _: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, StoreError> {
-        unreachable!()
-    }
-    async fn claim(
-        &self,
-        _: &str,
-        _: Duration,
-    ) -> Result<Option<aiops_model::ClaimedJob>, StoreError> {
-        unreachable!()
-    }
-    async fn extend_lease(&self, _: JobId, _: &str, _: Duration) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn record_delivery(&self, _: JobId, _: &DeliveryRecord) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn complete(&self, _: JobId, _: &str, _: AttemptEnd<'_>) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn fail(
-        &self,
-        _: JobId,
-        _: &str,
-        _: &str,
-        _: AttemptEnd<'_>,
-        _: Option<OffsetDateTime>,
-    ) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn release(&self, _: JobId, _: &str) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn get(&self, _: JobId) -> Result<Option<aiops_model::JobRecord>, StoreError> {
-        unreachable!()
-    }
-    async fn counts(&self) -> Result<aiops_model::QueueCounts, StoreError> {
-        unreachable!()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn thread(&self, _: &str, _: &str) -> Result<Option<aiops_model::Thread>, StoreError> {
-        unreachable!()
-    }
-    async fn save_thread(
-        &self,
-        _: &str,
-        _: &str,
-        _: &aiops_model::Thread,
-    ) -> Result<aiops_model::Thread, StoreError> {
-        unreachable!()
-    }
-    async fn close_thread(&self, _: &str, _: &str) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn purge_expired(&self) -> Result<(), StoreError> {
-        unreachable!()
-    }
-    async fn wait_for_work(&self, _: Duration) {}
 }
 
 fn job(key: &str) -> NewJob {
