@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aiops_model::alertmanager::{compact_json, parse_analyze_input, parse_webhook};
-use aiops_model::{JobId, JobSource, JobState, NewJob, WebhookPayload};
+use aiops_model::{JobId, JobSource, JobState, NewJob};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -65,13 +65,13 @@ async fn accept_webhook(
         payload
             .split_per_alert()
             .iter()
-            .map(|p| new_job(p, None, JobSource::Webhook))
+            .map(|p| NewJob::for_payload(p, None, JobSource::Webhook))
             .collect()
     } else {
         // The body is valid UTF-8 JSON (serde_json checked). The history keeps it as sent, less any
         // indentation: a smaller row is a cheaper commit.
         let raw = compact_json(&String::from_utf8_lossy(&body));
-        vec![new_job(&payload, Some(raw), JobSource::Webhook)]
+        vec![NewJob::for_payload(&payload, Some(raw), JobSource::Webhook)]
     };
     let outcomes = state.store.enqueue(jobs).await?;
     let duplicate = outcomes.iter().all(|o| o.is_duplicate());
@@ -101,7 +101,7 @@ pub async fn analyze(
     let body = read_json_body(&req, body, &state).await?;
     let payload = parse_analyze_input(&body, state.clock.now())?;
     // A manual request is never a duplicate: asking again means wanting a fresh analysis.
-    let job = new_job(&payload, None, JobSource::Manual);
+    let job = NewJob::for_payload(&payload, None, JobSource::Manual);
     let id = job.id;
     state.store.enqueue(vec![job]).await?;
     tracing::info!(job_id = %id, alertname = payload.alertname(), "manual analysis queued");
@@ -180,19 +180,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ))
         .body(state.metrics.encode())
-}
-
-fn new_job(payload: &WebhookPayload, raw: Option<String>, source: JobSource) -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        source,
-        dedup_key: (source == JobSource::Webhook).then(|| payload.dedup_key()),
-        group_key: payload.group_key.clone(),
-        status: payload.status,
-        alertname: payload.alertname().to_owned(),
-        // Serializing our own type cannot fail.
-        payload: raw.unwrap_or_else(|| serde_json::to_string(payload).unwrap_or_default()),
-    }
 }
 
 fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::alertmanager::AlertStatus;
+use crate::alertmanager::{AlertStatus, WebhookPayload};
 use crate::analysis::Analysis;
 
 /// A job's id: a UUIDv7, so ids sort by creation time.
@@ -106,6 +106,23 @@ pub struct NewJob {
     pub alertname: String,
     /// The payload as JSON text, kept verbatim for the history.
     pub payload: String,
+}
+
+impl NewJob {
+    /// The job for a parsed payload: a webhook's job carries the dedup key (a manual analysis is
+    /// never a duplicate); `raw` is the payload as received, else the parsed one is serialized.
+    pub fn for_payload(payload: &WebhookPayload, raw: Option<String>, source: JobSource) -> Self {
+        Self {
+            id: JobId::new(),
+            source,
+            dedup_key: (source == JobSource::Webhook).then(|| payload.dedup_key()),
+            group_key: payload.group_key.clone(),
+            status: payload.status,
+            alertname: payload.alertname().to_owned(),
+            // Serializing our own type cannot fail.
+            payload: raw.unwrap_or_else(|| serde_json::to_string(payload).unwrap_or_default()),
+        }
+    }
 }
 
 /// What the store answers for each job of an enqueue call.

@@ -865,15 +865,7 @@ async fn enqueue(store: &SqliteStore, name: &str) -> JobId {
     );
     let raw = std::fs::read_to_string(path).expect("fixture");
     let parsed = parse_webhook(raw.as_bytes()).expect("parses");
-    let job = NewJob {
-        id: JobId::new(),
-        source: JobSource::Webhook,
-        dedup_key: Some(parsed.dedup_key()),
-        group_key: parsed.group_key.clone(),
-        status: parsed.status,
-        alertname: parsed.alertname().to_owned(),
-        payload: raw,
-    };
+    let job = NewJob::for_payload(&parsed, Some(raw), JobSource::Webhook);
     store.enqueue(vec![job]).await.expect("enqueue")[0].job_id()
 }
 

@@ -128,15 +128,7 @@ impl Harness {
         );
         let payload = std::fs::read_to_string(path).expect("fixture");
         let parsed = aiops_model::alertmanager::parse_webhook(payload.as_bytes()).expect("parses");
-        let job = NewJob {
-            id: JobId::new(),
-            source: JobSource::Webhook,
-            dedup_key: Some(parsed.dedup_key()),
-            group_key: parsed.group_key.clone(),
-            status: parsed.status,
-            alertname: parsed.alertname().to_owned(),
-            payload,
-        };
+        let job = NewJob::for_payload(&parsed, Some(payload), JobSource::Webhook);
         self.store.enqueue(vec![job]).await.expect("enqueue")[0].job_id()
     }
 }
