@@ -25,16 +25,11 @@ async fn accepted_webhooks_survive_kill_9_and_are_delivered_once() {
     ];
     let daemon = Daemon::start(dir.path(), &env).await;
 
-    let answers: Vec<(reqwest::StatusCode, serde_json::Value)> =
-        futures_util::stream::iter(0..WEBHOOKS)
-            .map(|n| daemon.post_webhook(distinct_payload(n)))
-            .buffer_unordered(16)
-            .collect()
-            .await;
+    let answers = post_all(&daemon).await;
     let accepted: Vec<String> = answers
         .iter()
-        .filter(|(status, _)| *status == reqwest::StatusCode::ACCEPTED)
-        .map(|(_, body)| body["job_id"].as_str().expect("job_id").to_owned())
+        .filter(|(_, status, _)| *status == reqwest::StatusCode::ACCEPTED)
+        .map(|(_, _, body)| body["job_id"].as_str().expect("job_id").to_owned())
         .collect();
     assert_eq!(
         accepted.len(),
@@ -50,6 +45,21 @@ async fn accepted_webhooks_survive_kill_9_and_are_delivered_once() {
     daemon.kill();
 
     let daemon = Daemon::start(dir.path(), &env).await;
+    // Their dedup keys were still in the killed daemon's memory only (a generation is written to the
+    // dedup table once it is full or a minute old): the restart reads them back from the jobs, so
+    // Alertmanager's resends are duplicates of the original jobs, not new ones.
+    let job_of: HashMap<usize, &serde_json::Value> = answers
+        .iter()
+        .map(|(n, _, body)| (*n, &body["job_id"]))
+        .collect();
+    for (n, status, body) in post_all(&daemon).await {
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        assert_eq!(body["duplicate"], true, "{body}");
+        assert_eq!(
+            &body["job_id"], job_of[&n],
+            "a resend names the original job"
+        );
+    }
     let status = daemon.drain(Duration::from_secs(120)).await;
     assert_eq!(status["dead"], 0, "{status}");
     assert_eq!(status["done"].as_u64(), Some(WEBHOOKS as u64), "{status}");
@@ -75,6 +85,18 @@ async fn accepted_webhooks_survive_kill_9_and_are_delivered_once() {
     let twice = per_job.values().filter(|n| **n > 1).count();
     assert_eq!((missing, twice), (0, 0), "every job delivered exactly once");
     assert_eq!(per_job.len(), WEBHOOKS);
+}
+
+/// Posts the distinct webhooks `0..WEBHOOKS`, 16 at a time: each one's number, status and body.
+async fn post_all(daemon: &Daemon) -> Vec<(usize, reqwest::StatusCode, serde_json::Value)> {
+    futures_util::stream::iter(0..WEBHOOKS)
+        .map(|n| async move {
+            let (status, body) = daemon.post_webhook(distinct_payload(n)).await;
+            (n, status, body)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
 }
 
 /// A fake sink that answers after `delay`: the generic webhook or Slack's incoming webhook.

@@ -8,6 +8,7 @@
 //! - `sqlite`: the SQLite backend: WAL, a single writer connection, and group commit.
 //! - `writer`: SQLite's group-commit thread that runs every write waiting at a moment in one transaction.
 //! - `wal_sync`: the thread that fsyncs SQLite's WAL and only then releases a batch's answers.
+//! - `dedup`: SQLite's dedup keys, held by the writer and written into the table in key order.
 //! - `postgres`: the PostgreSQL backend: a pool, `FOR UPDATE SKIP LOCKED` claims, group-committed
 //!   webhooks.
 //! - `plan`: what a batch of webhooks becomes (dedup within the batch, outcomes), for both.
@@ -17,6 +18,7 @@
 //! times are Unix milliseconds in `BIGINT`).
 #![forbid(unsafe_code)]
 
+mod dedup;
 mod plan;
 mod postgres;
 mod rows;
@@ -181,6 +183,11 @@ pub(crate) fn migrator() -> Migrator {
     Migrator::with_migrations(vec![
         migration(1, "init", include_str!("../migrations/0001_init.sql")),
         migration(2, "threads", include_str!("../migrations/0002_threads.sql")),
+        migration(
+            3,
+            "dedup_in_key_order",
+            include_str!("../migrations/0003_dedup_in_key_order.sql"),
+        ),
     ])
 }
 

@@ -562,9 +562,10 @@ impl Batcher {
             .unzip();
         if !keys.is_empty() {
             sqlx::query(
-                "INSERT INTO dedup (key, job_id, received_at)
-                 SELECT k, j, $3 FROM UNNEST($1::text[], $2::text[]) AS t(k, j)
-                 ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, received_at = EXCLUDED.received_at
+                "INSERT INTO dedup (key, job_id, received_at, purge_at)
+                 SELECT k, j, $3, $3 FROM UNNEST($1::text[], $2::text[]) AS t(k, j)
+                 ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, received_at = EXCLUDED.received_at,
+                                                 purge_at = EXCLUDED.purge_at
                  WHERE dedup.received_at < $4",
             )
             .bind(&keys)
@@ -577,8 +578,8 @@ impl Batcher {
         let column = |f: fn(&NewJob) -> String| plan.jobs.iter().map(|j| f(j)).collect::<Vec<_>>();
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload,
-                               next_attempt_at, created_at, updated_at)
-             SELECT id, source, 'queued', group_key, status, alertname, payload, $8, $8, $8
+                               dedup_key, next_attempt_at, created_at, updated_at)
+             SELECT id, source, 'queued', group_key, status, alertname, payload, dedup_key, $8, $8, $8
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
                   AS incoming(id, source, group_key, status, alertname, payload, dedup_key)
              WHERE dedup_key IS NULL
@@ -684,7 +685,7 @@ impl Maintenance {
     async fn purge(&self) -> Result<(), StoreError> {
         let now = millis(self.clock.now());
         self.in_slices(
-            "DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE received_at < $1 LIMIT 5000)",
+            "DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE purge_at < $1 LIMIT 5000)",
             now - self.dedup_ttl_ms,
         )
         .await?;

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
+use crate::dedup::DedupKeys;
 use crate::rows::{
     JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, queue_counts, record,
     secs_to_ms, thread_of, to_json,
@@ -100,6 +101,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true).pragma("cache_size", "-2048"))
             .await?;
 
+        let keys = DedupKeys::load(&write)?;
         let work = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
         let writer = Writer {
@@ -111,6 +113,7 @@ impl SqliteStore {
             max_batch: config.max_batch,
             wal: WalSync::start(wal_path(path), work.clone())?,
             backlog: None,
+            keys,
         };
         // The writer runs on a thread of its own, so that no pipeline stage busy on the shared runtime
         // ever delays a commit, and ingest's latency does not depend on what the workers are doing.
@@ -471,7 +474,7 @@ impl Maintenance {
             vec![
                 WriteQuery::new(
                     "DELETE FROM dedup WHERE key IN
-                     (SELECT key FROM dedup WHERE received_at < ?1 LIMIT 5000)",
+                     (SELECT key FROM dedup WHERE purge_at < ?1 LIMIT 5000)",
                 )
                 .bind(dedup_before),
             ]

@@ -2,7 +2,8 @@
 //! operations waiting at that moment and runs them in one transaction, so one fsync makes a whole batch
 //! durable: webhooks from ingest as well as the workers' claims and updates. A reply is sent only after
 //! the commit returned and its WAL frames were fsynced (see `wal_sync`), which is what lets ingest
-//! answer 2xx for "committed".
+//! answer 2xx for "committed". The writer also owns the dedup keys it takes, which it writes into
+//! the `dedup` table in key order, a slice per transaction (see `dedup`).
 //!
 //! The writer drives its connection with rusqlite, in its own thread, while sqlx serves migrations,
 //! the readers and PostgreSQL. sqlx runs every SQLite connection on a thread of its own and hands
@@ -17,10 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiops_model::{Clock, EnqueueOutcome, JobId, NewJob, StoreError};
-use rusqlite::types::{Type, Value};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::dedup::{DedupKeys, Holder, Taken};
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::millis;
 use crate::wal_sync::WalSync;
@@ -30,17 +33,10 @@ use crate::wal_sync::WalSync;
 /// queued job's index entry, which stalls the writer for milliseconds when the queue is long.
 const BACKLOG_REFRESH: Duration = Duration::from_secs(60);
 
-/// Claims a job's dedup key: the unique key makes this race-free. A new key, or one older than the
-/// TTL (`?4`, the cutoff), goes to the job (one row changed); a key that is still held keeps its job
-/// (no row changed).
-const CLAIM_KEY: &str = "INSERT INTO dedup (key, job_id, received_at) VALUES (?1, ?2, ?3)
-     ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, received_at = excluded.received_at
-     WHERE dedup.received_at < ?4";
-const KEY_HOLDER: &str = "SELECT job_id FROM dedup WHERE key = ?1";
 const INSERT_JOB: &str =
     "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload,
-                                            next_attempt_at, created_at, updated_at)
-     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?7, ?7)";
+                                       dedup_key, next_attempt_at, created_at, updated_at)
+     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?8, ?7, ?7, ?7)";
 
 pub(crate) type EnqueueReply = Result<Vec<EnqueueOutcome>, StoreError>;
 
@@ -152,12 +148,34 @@ pub(crate) struct Writer {
     pub max_batch: usize,
     pub wal: WalSync,
     pub backlog: Option<(u64, Instant)>,
+    /// The dedup keys not yet in the `dedup` table.
+    pub keys: DedupKeys,
 }
 
+/// Transactions at shutdown that write the dedup keys still in memory, at most; each writes
+/// [`SHUTDOWN_SLICE`] keys or all that are left.
+const SHUTDOWN_ROUNDS: usize = 64;
+const SHUTDOWN_SLICE: usize = 8192;
+
 impl Writer {
-    /// Runs until every sender is gone. Blocks its thread.
+    /// Runs until every sender is gone, then writes the dedup keys still in memory. Blocks its thread.
     pub fn run(mut self) {
-        while let Some(first) = self.rx.blocking_recv() {
+        // Set when writing keys alone failed: wait for real work before trying again, not spin.
+        let mut keys_failed = false;
+        loop {
+            let first = match self.rx.try_recv() {
+                Ok(op) => op,
+                // Nothing waits: write a slice of the frozen dedup keys meanwhile.
+                Err(TryRecvError::Empty) if self.keys.pending() && !keys_failed => {
+                    keys_failed = !self.commit(Vec::new(), DedupKeys::slice_for(0));
+                    continue;
+                }
+                Err(TryRecvError::Empty) => match self.rx.blocking_recv() {
+                    Some(op) => op,
+                    None => break,
+                },
+                Err(TryRecvError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
                 match self.rx.try_recv() {
@@ -165,11 +183,26 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            keys_failed = !self.commit(batch, 0);
+        }
+        self.write_all_keys();
+    }
+
+    /// At shutdown: the dedup keys in memory go into the table, so that the next start reads none back.
+    /// Should this fail or be cut short, the next start reads them back from the jobs.
+    fn write_all_keys(&mut self) {
+        for _ in 0..SHUTDOWN_ROUNDS {
+            self.keys
+                .committed(Vec::new(), 0, millis(self.clock.now()), true);
+            if !self.keys.pending() || !self.commit(Vec::new(), SHUTDOWN_SLICE) {
+                break;
+            }
         }
     }
 
-    fn commit(&mut self, batch: Vec<Op>) {
+    /// Commits the batch, with a slice of the frozen dedup keys: at least `slice` keys, and more
+    /// when the batch takes keys. Answers whether it committed.
+    fn commit(&mut self, batch: Vec<Op>, slice: usize) -> bool {
         let mut requests = Vec::new();
         let mut enqueue_replies = Vec::new();
         let mut statements = Vec::new();
@@ -183,7 +216,7 @@ impl Writer {
             }
         }
         let size = requests.len() + statements.len();
-        let (outcomes, answered, ended) = match self.write(&requests, statements) {
+        let (outcomes, answered, ended) = match self.write(&requests, statements, slice) {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, batch = size, "write transaction failed");
@@ -193,9 +226,13 @@ impl Writer {
                 for reply in enqueue_replies {
                     let _ = reply.send(Err(write_error(&e)));
                 }
-                return;
+                return false;
             }
         };
+        if size == 0 {
+            // Dedup keys alone: nobody waits for them, and the jobs they came from are durable.
+            return true;
+        }
         let created = outcomes
             .iter()
             .flatten()
@@ -221,6 +258,7 @@ impl Writer {
                 drop(answered);
             }
         }));
+        true
     }
 
     /// Runs the batch in one transaction: the enqueues first, then the other statements in order. A
@@ -230,6 +268,7 @@ impl Writer {
         &mut self,
         requests: &[Vec<NewJob>],
         statements: Vec<Statement>,
+        slice: usize,
     ) -> rusqlite::Result<(Vec<EnqueueReply>, Vec<Answered>, u64)> {
         let backlog = match requests.is_empty() {
             true => 0,
@@ -238,23 +277,23 @@ impl Writer {
         let (admitted, jobs, backlog) = admit(requests, backlog, self.max_queued);
         let now = millis(self.clock.now());
         let enqueue = Enqueue::plan(&jobs);
-        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
-            let done = run_batch(
-                &self.conn,
-                &enqueue,
-                now,
-                now - self.dedup_ttl_ms,
-                statements,
-            )?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(done)
+        let (conn, keys) = (&self.conn, &self.keys);
+        let cutoff = now - self.dedup_ttl_ms;
+        let result = conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            let done = run_batch(conn, keys, &enqueue, now, cutoff, statements)?;
+            let slice = slice.max(DedupKeys::slice_for(done.taken.len()));
+            let written = keys.write_slice(conn, slice, cutoff)?;
+            conn.execute_batch("COMMIT")?;
+            Ok((done, written))
         });
         if result.is_err() && !self.conn.is_autocommit() {
             // An error here only means no transaction was left open.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
-        let (duplicates, answered, ended) = result?;
-        let outcomes = outcomes(requests, &admitted, &duplicates, backlog);
+        let (done, written) = result?;
+        self.keys.committed(done.taken, written, now, false);
+        let outcomes = outcomes(requests, &admitted, &done.duplicates, backlog);
+        let (answered, ended) = (done.answered, done.ended);
         Ok((outcomes, answered, ended))
     }
 
@@ -277,37 +316,59 @@ impl Writer {
     }
 }
 
-/// The batch's statements, inside its transaction: each job claims its dedup key and is inserted if
-/// it got it; then the workers' statements in order. Answers the duplicates (job → the job holding
-/// its key), the statements' answers, and how many jobs ended.
+/// What a batch's transaction did.
+struct Done {
+    /// Each job that was not inserted → the job holding its key.
+    duplicates: HashMap<JobId, JobId>,
+    /// The keys the inserted jobs took.
+    taken: Vec<Taken>,
+    answered: Vec<Answered>,
+    /// How many jobs ended (done or dead).
+    ended: u64,
+}
+
+/// The batch's statements, inside its transaction: each job is inserted unless a job took its dedup
+/// key at or after `cutoff`; then the workers' statements in order.
 fn run_batch(
     conn: &Connection,
+    keys: &DedupKeys,
     enqueue: &Enqueue<'_>,
     now: i64,
     cutoff: i64,
     statements: Vec<Statement>,
-) -> rusqlite::Result<(HashMap<JobId, JobId>, Vec<Answered>, u64)> {
+) -> rusqlite::Result<Done> {
     let mut holders = HashMap::new();
+    let mut taken = Vec::new();
     if !enqueue.jobs.is_empty() {
-        let mut claim_key = conn.prepare_cached(CLAIM_KEY)?;
         let mut insert = conn.prepare_cached(INSERT_JOB)?;
         for job in &enqueue.jobs {
-            let id = job.id.to_string();
-            if let Some(key) = job.dedup_key.as_deref()
-                && claim_key.execute(params![key, id, now, cutoff])? == 0
+            let key = job.dedup_key.as_deref();
+            if let Some(key) = key
+                && let Some(holder) = keys.holder(conn, key, cutoff)?
             {
-                holders.insert(key.to_owned(), key_holder(conn, key)?);
+                holders.insert(key.to_owned(), holder);
                 continue;
             }
             insert.execute(params![
-                id,
+                job.id.to_string(),
                 job.source.as_str(),
                 job.group_key,
                 job.status.as_str(),
                 job.alertname,
                 job.payload,
-                now
+                now,
+                key,
             ])?;
+            if let Some(key) = key {
+                taken.push(Taken {
+                    key: key.into(),
+                    holder: Holder {
+                        job: job.id,
+                        received_at: now,
+                    },
+                    rowid: conn.last_insert_rowid(),
+                });
+            }
         }
     }
     let duplicates = enqueue.duplicates(&holders);
@@ -345,15 +406,10 @@ fn run_batch(
             }
         });
     }
-    Ok((duplicates, answered, ended))
-}
-
-/// The job that holds a dedup key.
-fn key_holder(conn: &Connection, key: &str) -> rusqlite::Result<JobId> {
-    let holder: String = conn
-        .prepare_cached(KEY_HOLDER)?
-        .query_row([key], |row| row.get(0))?;
-    holder
-        .parse()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))
+    Ok(Done {
+        duplicates,
+        taken,
+        answered,
+        ended,
+    })
 }

@@ -240,6 +240,51 @@ async fn a_duplicate_within_the_ttl_makes_no_job_and_names_the_original(backend:
     assert_eq!(h.store.counts().await.expect("counts").queued, 2);
 }
 
+/// SQLite keeps new dedup keys in memory and writes them into the table a generation at a time (one
+/// freezes when it is full or a minute old); duplicates must be found wherever the key is.
+async fn dedup_keys_hold_once_in_the_table_and_after_reopening(backend: Backend) {
+    let config = StoreConfig {
+        dedup_ttl_secs: 3600,
+        ..StoreConfig::default()
+    };
+    let h = harness(backend, config).await;
+    let a = h.store.enqueue(vec![job("a")]).await.expect("enqueue")[0].job_id();
+    h.clock.advance(Duration::from_secs(61));
+    let b = h.store.enqueue(vec![job("b")]).await.expect("enqueue")[0].job_id();
+    let mut in_table = 0;
+    for _ in 0..100 {
+        in_table = h.count("SELECT COUNT(*) FROM dedup").await;
+        if in_table == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_table, 2, "a minute-old generation goes into the table");
+    let duplicates = |outcomes: Vec<EnqueueOutcome>| {
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                EnqueueOutcome::Duplicate(id) => Some(id),
+                EnqueueOutcome::Created(_) => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let again = h.store.enqueue(vec![job("a"), job("b")]).await;
+    assert_eq!(duplicates(again.expect("enqueue")), [Some(a), Some(b)]);
+
+    let c = h.store.enqueue(vec![job("c")]).await.expect("enqueue")[0].job_id();
+    let h = h.reopen().await;
+    let again = h.store.enqueue(vec![job("a"), job("b"), job("c")]).await;
+    assert_eq!(
+        duplicates(again.expect("enqueue")),
+        [Some(a), Some(b), Some(c)]
+    );
+    // a is 3,661 s old now, b and c 3,600 s: the TTL still covers them.
+    h.clock.advance(Duration::from_secs(3600));
+    let later = h.store.enqueue(vec![job("a"), job("b")]).await;
+    assert_eq!(duplicates(later.expect("enqueue")), [None, Some(b)]);
+}
+
 async fn concurrent_duplicates_make_exactly_one_job(backend: Backend) {
     let h = harness(backend, StoreConfig::default()).await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -695,6 +740,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     committed_job_survives_reopening_and_can_be_read_back,
     a_duplicate_within_the_ttl_makes_no_job_and_names_the_original,
+    dedup_keys_hold_once_in_the_table_and_after_reopening,
     concurrent_duplicates_make_exactly_one_job,
     jobs_without_a_dedup_key_are_never_duplicates,
     a_full_queue_refuses_the_whole_request_and_writes_nothing,
