@@ -560,48 +560,61 @@ impl Batcher {
             .iter()
             .filter_map(|j| Some((j.dedup_key.as_deref()?, j.id.to_string())))
             .unzip();
+        // The keys this batch took: new, or their row had expired. The statement answers them, so
+        // that inserting the jobs needs no look-up of `dedup` (as a subquery, PostgreSQL planned it
+        // as a scan of the whole table while the table had no statistics yet, for a fresh database's
+        // first minute).
+        let mut taken = std::collections::HashSet::new();
         if !keys.is_empty() {
-            sqlx::query(
+            taken = sqlx::query_scalar::<_, String>(
                 "INSERT INTO dedup (key, job_id, received_at, purge_at)
                  SELECT k, j, $3, $3 FROM UNNEST($1::text[], $2::text[]) AS t(k, j)
                  ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, received_at = EXCLUDED.received_at,
                                                  purge_at = EXCLUDED.purge_at
-                 WHERE dedup.received_at < $4",
+                 WHERE dedup.received_at < $4
+                 RETURNING key",
             )
             .bind(&keys)
             .bind(&key_ids)
             .bind(now)
             .bind(now - self.dedup_ttl_ms)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        }
+        let (new, held): (Vec<&NewJob>, Vec<&NewJob>) = plan
+            .jobs
+            .iter()
+            .partition(|j| j.dedup_key.as_ref().is_none_or(|k| taken.contains(k)));
+        if !new.is_empty() {
+            let column = |f: fn(&NewJob) -> String| new.iter().map(|j| f(j)).collect::<Vec<_>>();
+            sqlx::query(
+                "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload,
+                                   dedup_key, next_attempt_at, created_at, updated_at)
+                 SELECT id, source, 'queued', group_key, status, alertname, payload, dedup_key, $8, $8, $8
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                      AS incoming(id, source, group_key, status, alertname, payload, dedup_key)",
+            )
+            .bind(column(|j| j.id.to_string()))
+            .bind(column(|j| j.source.as_str().to_owned()))
+            .bind(column(|j| j.group_key.clone()))
+            .bind(column(|j| j.status.as_str().to_owned()))
+            .bind(column(|j| j.alertname.clone()))
+            .bind(column(|j| j.payload.clone()))
+            .bind(new.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
-        let column = |f: fn(&NewJob) -> String| plan.jobs.iter().map(|j| f(j)).collect::<Vec<_>>();
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, source, state, group_key, status, alertname, payload,
-                               dedup_key, next_attempt_at, created_at, updated_at)
-             SELECT id, source, 'queued', group_key, status, alertname, payload, dedup_key, $8, $8, $8
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                  AS incoming(id, source, group_key, status, alertname, payload, dedup_key)
-             WHERE dedup_key IS NULL
-                OR EXISTS (SELECT 1 FROM dedup WHERE dedup.key = incoming.dedup_key AND dedup.job_id = incoming.id)",
-        )
-        .bind(column(|j| j.id.to_string()))
-        .bind(column(|j| j.source.as_str().to_owned()))
-        .bind(column(|j| j.group_key.clone()))
-        .bind(column(|j| j.status.as_str().to_owned()))
-        .bind(column(|j| j.alertname.clone()))
-        .bind(column(|j| j.payload.clone()))
-        .bind(plan.jobs.iter().map(|j| j.dedup_key.clone()).collect::<Vec<_>>())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        // Every job that was not inserted is a duplicate; only then ask which jobs hold their keys.
+        // The jobs whose key is held: which jobs hold them (a statement of its own, so that it sees a
+        // key another replica committed meanwhile).
         let mut holders = HashMap::new();
-        if inserted < plan.jobs.len() as u64 {
+        if !held.is_empty() {
+            let held_keys: Vec<&str> = held.iter().filter_map(|j| j.dedup_key.as_deref()).collect();
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT key, job_id FROM dedup WHERE key = ANY($1)")
-                    .bind(&keys)
+                    .bind(&held_keys)
                     .fetch_all(&mut *tx)
                     .await?;
             for (key, holder) in rows {
@@ -609,6 +622,11 @@ impl Batcher {
                     .parse()
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                 holders.insert(key, holder);
+            }
+            // A key held a moment ago whose row is gone (expired and purged in between): the batch
+            // fails as a whole (503), and the sender's retry takes the key.
+            if held_keys.iter().any(|k| !holders.contains_key(*k)) {
+                return Err(sqlx::Error::RowNotFound);
             }
         }
         tx.commit().await?;
