@@ -5,7 +5,7 @@
 //! a burst that page was the largest cost of a webhook (docs/BENCHMARKS.md: 25,000 webhooks/s
 //! without it, 17,000–19,000 with it). Here the writer keeps the keys it takes in memory, in a
 //! sorted map (the active generation). When that holds [`GENERATION_KEYS`] keys, or its first key
-//! is [`GENERATION_AGE`] old, it freezes, and its keys go into the table in key order, a slice per
+//! is [`GENERATION_AGE_MS`] old, it freezes, and its keys go into the table in key order, a slice per
 //! transaction, so that consecutive keys share leaf pages: a generation costs at most one write of
 //! each leaf page instead of one page per key.
 //!
@@ -54,7 +54,8 @@ struct Generation {
     /// The receive time of its first and of its newest key.
     first_received: i64,
     newest_received: i64,
-    /// Every job up to this rowid has its key in this generation or in an older one.
+    /// The newest job (by rowid) whose key it holds: once the generation is in the table, every
+    /// job up to it has its key there.
     through_rowid: i64,
 }
 
@@ -66,14 +67,6 @@ impl Generation {
         self.newest_received = self.newest_received.max(holder.received_at);
         self.through_rowid = self.through_rowid.max(rowid);
         self.keys.insert(key, holder);
-    }
-
-    /// The next generation: empty, and through the same jobs.
-    fn next(&self) -> Self {
-        Self {
-            through_rowid: self.through_rowid,
-            ..Self::default()
-        }
     }
 }
 
@@ -106,10 +99,7 @@ impl DedupKeys {
             [WATERMARK],
             |row| row.get(0),
         )?;
-        let mut active = Generation {
-            through_rowid: written,
-            ..Generation::default()
-        };
+        let mut active = Generation::default();
         let mut rows = conn.prepare(
             "SELECT rowid, dedup_key, id, created_at FROM jobs
              WHERE rowid > ?1 AND dedup_key IS NOT NULL ORDER BY rowid",
@@ -153,17 +143,7 @@ impl DedupKeys {
         // A key in memory is newer than its row in the table, if any.
         let holder = match in_memory {
             Some(holder) => Some(holder),
-            None => conn
-                .prepare_cached(READ_KEY)?
-                .query_row([key], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))
-                .optional()?
-                .map(|(job, received_at)| {
-                    Ok::<_, rusqlite::Error>(Holder {
-                        job: job_id(&job)?,
-                        received_at,
-                    })
-                })
-                .transpose()?,
+            None => in_table(conn, key)?,
         };
         Ok(holder.filter(|h| h.received_at >= cutoff).map(|h| h.job))
     }
@@ -213,9 +193,8 @@ impl DedupKeys {
     }
 
     /// After the transaction committed: the keys it took join the active generation, the keys it
-    /// wrote leave the frozen one, and the active generation freezes when it is full or old (`now`)
-    /// and nothing else is frozen. `force` freezes it anyway (at shutdown).
-    pub fn committed(&mut self, taken: Vec<Taken>, written: usize, now: i64, force: bool) {
+    /// wrote leave the frozen one, and the active generation freezes when it is full or old (`now`).
+    pub fn committed(&mut self, taken: Vec<Taken>, written: usize, now: i64) {
         for t in taken {
             self.active.add(t.key, t.holder, t.rowid);
         }
@@ -228,14 +207,33 @@ impl DedupKeys {
             }
         }
         let active = &self.active;
-        let due = force
-            || active.keys.len() >= GENERATION_KEYS
-            || now - active.first_received >= GENERATION_AGE_MS;
-        if self.frozen.is_none() && !active.keys.is_empty() && due {
-            let next = active.next();
-            self.frozen = Some(std::mem::replace(&mut self.active, next));
+        if active.keys.len() >= GENERATION_KEYS || now - active.first_received >= GENERATION_AGE_MS
+        {
+            self.freeze();
         }
     }
+
+    /// Freezes the active generation, unless it is empty or another one is still frozen.
+    pub fn freeze(&mut self) {
+        if self.frozen.is_none() && !self.active.keys.is_empty() {
+            self.frozen = Some(std::mem::take(&mut self.active));
+        }
+    }
+}
+
+/// The key's row in the table.
+fn in_table(conn: &Connection, key: &str) -> rusqlite::Result<Option<Holder>> {
+    let row = conn
+        .prepare_cached(READ_KEY)?
+        .query_row([key], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((job, received_at)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Holder {
+        job: job_id(&job)?,
+        received_at,
+    }))
 }
 
 fn job_id(text: &str) -> rusqlite::Result<JobId> {
@@ -279,7 +277,7 @@ mod tests {
             },
             rowid: conn.last_insert_rowid(),
         };
-        keys.committed(vec![taken], 0, at, false);
+        keys.committed(vec![taken], 0, at);
         job
     }
 
@@ -290,7 +288,7 @@ mod tests {
             let written = keys
                 .write_slice(conn, DedupKeys::slice_for(0), CUTOFF)
                 .expect("write");
-            keys.committed(Vec::new(), written, now, false);
+            keys.committed(Vec::new(), written, now);
             rounds += 1;
         }
         rounds
@@ -397,7 +395,7 @@ mod tests {
             let written = keys
                 .write_slice(&conn, DedupKeys::slice_for(taken.len()), CUTOFF)
                 .expect("write");
-            keys.committed(taken, written, 1, false);
+            keys.committed(taken, written, 1);
             most = most.max(keys.in_memory());
         }
         assert!(most <= GENERATION_KEYS * 3 / 2 + 5, "{most}");
@@ -412,7 +410,7 @@ mod tests {
         let written = keys
             .write_slice(&conn, DedupKeys::slice_for(0), 1)
             .expect("write");
-        keys.committed(Vec::new(), written, GENERATION_AGE_MS, false);
+        keys.committed(Vec::new(), written, GENERATION_AGE_MS);
         assert_eq!(keys.in_memory(), 0);
         let rows: Vec<String> = conn
             .prepare("SELECT key FROM dedup")

@@ -10,7 +10,7 @@
 //! replicas' batches lock them in the same order and never deadlock each other; a batch that meets a
 //! deadlock or a serialization failure anyway is run again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -564,7 +564,7 @@ impl Batcher {
         // that inserting the jobs needs no look-up of `dedup` (as a subquery, PostgreSQL planned it
         // as a scan of the whole table while the table had no statistics yet, for a fresh database's
         // first minute).
-        let mut taken = std::collections::HashSet::new();
+        let mut taken = HashSet::new();
         if !keys.is_empty() {
             taken = sqlx::query_scalar::<_, String>(
                 "INSERT INTO dedup (key, job_id, received_at, purge_at)

@@ -167,7 +167,7 @@ impl Writer {
                 Ok(op) => op,
                 // Nothing waits: write a slice of the frozen dedup keys meanwhile.
                 Err(TryRecvError::Empty) if self.keys.pending() && !keys_failed => {
-                    keys_failed = !self.commit(Vec::new(), DedupKeys::slice_for(0));
+                    keys_failed = !self.commit(Vec::new(), 0);
                     continue;
                 }
                 Err(TryRecvError::Empty) => match self.rx.blocking_recv() {
@@ -192,8 +192,7 @@ impl Writer {
     /// Should this fail or be cut short, the next start reads them back from the jobs.
     fn write_all_keys(&mut self) {
         for _ in 0..SHUTDOWN_ROUNDS {
-            self.keys
-                .committed(Vec::new(), 0, millis(self.clock.now()), true);
+            self.keys.freeze();
             if !self.keys.pending() || !self.commit(Vec::new(), SHUTDOWN_SLICE) {
                 break;
             }
@@ -291,7 +290,7 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         let (done, written) = result?;
-        self.keys.committed(done.taken, written, now, false);
+        self.keys.committed(done.taken, written, now);
         let outcomes = outcomes(requests, &admitted, &done.duplicates, backlog);
         let (answered, ended) = (done.answered, done.ended);
         Ok((outcomes, answered, ended))
