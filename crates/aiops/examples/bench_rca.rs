@@ -212,7 +212,7 @@ async fn main() {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             context.evidence.len(),
-            aiops_context::budget::estimate_tokens(&context.evidence),
+            aiops_model::tokens::of_all(&context.evidence),
             first.analyzer.prompt_tokens,
             middle - before,
             after - middle,

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aiops_context::budget::estimate_tokens;
 use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
 use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload};
+use aiops_model::tokens;
 use aiops_model::{ContextSource, ManualClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -279,7 +279,7 @@ async fn main() {
     let raw_series = serde_json::to_string(&matrix()["data"]["result"]).expect("json");
     let raw_lines: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
     let raw_tokens = (raw_series.len() + raw_lines.len()).div_ceil(4);
-    let tokens = estimate_tokens(&context.evidence);
+    let tokens = tokens::of_all(&context.evidence);
     println!("\n== compression ({SERIES} series, {LINES} log lines)");
     println!(
         "raw, as the seed design sent it: {raw_tokens} tokens ({} chars of series JSON, {} of lines)",

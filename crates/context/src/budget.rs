@@ -1,36 +1,22 @@
 //! Fitting the context into `context.max_tokens`: the lowest-ranked evidence goes first.
 
 use aiops_model::Evidence;
+use aiops_model::tokens;
 
 use crate::logs::truncate;
-
-/// About four characters per token for English text, JSON and PromQL: close enough to budget with,
-/// and free of any tokenizer dependency. Each item also costs its framing.
-pub fn estimate_tokens(evidence: &[Evidence]) -> usize {
-    evidence.iter().map(estimate_one).sum()
-}
-
-fn estimate_one(e: &Evidence) -> usize {
-    let chars = e.id.len()
-        + e.title.len()
-        + e.summary.chars().count()
-        + e.query.as_ref().map_or(0, |q| q.chars().count())
-        + e.excerpt.as_ref().map_or(0, |x| x.chars().count());
-    chars.div_ceil(4) + 12
-}
 
 /// Drops evidence from the end (the lowest-ranked, since `evidence` is ranked) until the estimate is
 /// within `max_tokens`. The top item always stays; if it alone is too large, its excerpt and then its
 /// summary are shortened.
 pub fn fit(evidence: &mut Vec<Evidence>, max_tokens: usize) {
-    while evidence.len() > 1 && estimate_tokens(evidence) > max_tokens {
+    while evidence.len() > 1 && tokens::of_all(evidence) > max_tokens {
         evidence.pop();
     }
     if let Some(top) = evidence.first_mut()
-        && estimate_one(top) > max_tokens
+        && tokens::of_evidence(top) > max_tokens
     {
         top.excerpt = None;
-        let over = estimate_one(top).saturating_sub(max_tokens) * 4;
+        let over = tokens::of_evidence(top).saturating_sub(max_tokens) * 4;
         let keep = top.summary.chars().count().saturating_sub(over + 1);
         top.summary = truncate(&top.summary, keep);
     }
@@ -58,15 +44,11 @@ mod tests {
         fit(&mut evidence, 1200);
         let ids: Vec<&str> = evidence.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["anomaly", "b"]);
-        assert!(estimate_tokens(&evidence) <= 1200);
+        assert!(tokens::of_all(&evidence) <= 1200);
 
         let mut alone = vec![item("huge", 40_000)];
         fit(&mut alone, 1000);
         assert_eq!(alone[0].id, "huge");
-        assert!(
-            estimate_tokens(&alone) <= 1000,
-            "{}",
-            estimate_tokens(&alone)
-        );
+        assert!(tokens::of_all(&alone) <= 1000, "{}", tokens::of_all(&alone));
     }
 }

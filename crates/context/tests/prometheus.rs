@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_context::budget::estimate_tokens;
 use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
 use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload};
+use aiops_model::tokens;
 use aiops_model::{ContextSource, EvidenceSource, SystemClock};
 use time::OffsetDateTime;
 
@@ -322,11 +322,11 @@ async fn an_oversized_context_is_trimmed_and_keeps_the_anomaly() {
         .await
         .expect("gathers");
     assert!(
-        estimate_tokens(&full.evidence) > 250,
+        tokens::of_all(&full.evidence) > 250,
         "the full context must not fit already"
     );
     assert!(
-        estimate_tokens(&small.evidence) <= 250,
+        tokens::of_all(&small.evidence) <= 250,
         "{:#?}",
         small.evidence
     );
@@ -366,6 +366,13 @@ async fn prometheus_down_gives_a_partial_context_that_says_why() {
             .iter()
             .any(|f| f.query.as_deref() == Some("demo_cpu_usage")),
         "{:#?}",
+        context.failures
+    );
+    assert!(
+        context.failures.iter().any(|f| f
+            .error
+            .contains("cannot list the label names of demo_cpu_usage")),
+        "the failed label-name lookup is named, not dropped: {:#?}",
         context.failures
     );
 }

@@ -5,11 +5,14 @@
 //! - [`job`]: jobs in the durable queue, their states, timings and delivery records.
 //! - [`context`]: the evidence the context stage gathers for one alert group.
 //! - [`analysis`]: the typed root-cause analysis the rca stage produces.
-//! - [`ports`]: the traits `Store`, `ContextSource`, `Analyzer` and `Notifier`, and their errors.
+//! - [`ports`]: the traits `Store`, `Threads`, `ContextSource`, `Analyzer` and `Notifier`, and their
+//!   errors.
 //! - [`metrics`]: every metric aiops exports, registered in one place.
 //! - [`secret`]: helpers for secrets in configuration (masking, `*_file` keys).
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it.
 //! - [`retry`]: honouring a remote's `Retry-After` between retries.
+//! - [`tokens`]: the one token estimate every budget uses.
+//! - [`redact`]: removing secrets from text and JSON before they leave the process.
 #![forbid(unsafe_code)]
 
 pub mod alertmanager;
@@ -22,6 +25,7 @@ pub mod ports;
 pub mod redact;
 pub mod retry;
 pub mod secret;
+pub mod tokens;
 
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
 pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
@@ -34,6 +38,6 @@ pub use job::{
 pub use metrics::Metrics;
 pub use ports::{
     Analyzer, AttemptEnd, ContextSource, Notification, Notifier, StageError, Store, StoreError,
-    Thread,
+    Thread, Threads,
 };
 pub use retry::RetryAfter;

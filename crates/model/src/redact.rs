@@ -88,6 +88,39 @@ impl Redactor {
             *text = changed;
         }
     }
+
+    /// Redacts every string in `value` before it is serialized: a pattern run over serialized JSON
+    /// could swallow an escape or a closing quote and break the document. A string under a key that
+    /// names a secret (`"password": "…"`) is judged as the pair `key=value`, as a log line would
+    /// carry it.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => self.redact_in_place(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match v {
+                        Value::String(text) => self.redact_pair(key, text),
+                        other => self.redact_json(other),
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Redacts `value` as the pair `key=value`; the key itself stays as it is.
+    fn redact_pair(&self, key: &str, value: &mut String) {
+        let pair = format!("{key}={value}");
+        match self.redact(&pair) {
+            Cow::Borrowed(_) => {}
+            Cow::Owned(redacted) => match redacted.strip_prefix(&pair[..=key.len()]) {
+                Some(rest) => *value = rest.to_owned(),
+                None => self.redact_in_place(value),
+            },
+        }
+    }
 }
 
 impl Default for Redactor {
@@ -106,6 +139,20 @@ mod tests {
         let line =
             "GET /api/v1/users 500 in 1.2s: connection refused by db-1:5432 (token bucket empty)";
         assert_eq!(r.redact(line), line);
+    }
+
+    #[test]
+    fn json_strings_are_redacted_one_by_one_and_secret_keys_hide_their_values() {
+        let r = Redactor::default();
+        let mut value = serde_json::json!({
+            "labels": {"password": "hunter2", "instance": "db-1:5432"},
+            "lines": ["Authorization: Bearer abc.def", "next line \"quoted\""],
+        });
+        r.redact_json(&mut value);
+        assert_eq!(value["labels"]["password"], "[REDACTED]");
+        assert_eq!(value["labels"]["instance"], "db-1:5432");
+        assert_eq!(value["lines"][0], "Authorization: Bearer [REDACTED]");
+        assert_eq!(value["lines"][1], "next line \"quoted\"");
     }
 
     #[test]

@@ -33,17 +33,22 @@ impl Limits {
         }
     }
 
-    /// Waits for a slot and for room in the per-minute budgets, then books `tokens`. The permit ends
-    /// the slot when dropped.
-    pub async fn acquire(&self, tokens: u32) -> SemaphorePermit<'_> {
+    /// Waits for a slot among the analyses talking to the LLM at once. The permit ends the slot when
+    /// dropped.
+    pub async fn slot(&self) -> SemaphorePermit<'_> {
         // The semaphore is never closed, so acquiring cannot fail.
-        let permit = match self.in_flight.acquire().await {
+        match self.in_flight.acquire().await {
             Ok(permit) => permit,
             Err(_) => unreachable!("the semaphore is never closed"),
-        };
+        }
+    }
+
+    /// Waits for room in the per-minute budgets for one HTTP request of about `tokens`, then books
+    /// it. Every request is booked: a retry and a repair round count like the first request.
+    pub async fn book(&self, tokens: u32) {
         // No per-minute budget: nothing to count (the window would only cost time and memory).
         if self.requests_per_minute == 0 && self.tokens_per_minute == 0 {
-            return permit;
+            return;
         }
         loop {
             let wait = {
@@ -72,7 +77,7 @@ impl Limits {
                 }
             };
             if wait.is_zero() {
-                return permit;
+                return;
             }
             tokio::time::sleep(wait + Duration::from_millis(10)).await;
         }
@@ -153,10 +158,10 @@ mod tests {
     async fn the_request_budget_makes_the_next_request_wait_for_the_minute() {
         let limits = Limits::new(4, 2, 0);
         let start = Instant::now();
-        drop(limits.acquire(10).await);
-        drop(limits.acquire(10).await);
+        limits.book(10).await;
+        limits.book(10).await;
         assert!(start.elapsed() < Duration::from_secs(1));
-        let third = tokio::time::timeout(Duration::from_millis(200), limits.acquire(10)).await;
+        let third = tokio::time::timeout(Duration::from_millis(200), limits.book(10)).await;
         assert!(
             third.is_err(),
             "a third request within the minute must wait"
@@ -166,8 +171,8 @@ mod tests {
     #[tokio::test]
     async fn the_token_budget_lets_a_large_request_go_alone() {
         let limits = Limits::new(4, 0, 100);
-        drop(limits.acquire(500).await);
-        let second = tokio::time::timeout(Duration::from_millis(200), limits.acquire(10)).await;
+        limits.book(500).await;
+        let second = tokio::time::timeout(Duration::from_millis(200), limits.book(10)).await;
         assert!(second.is_err(), "the minute's tokens are spent");
     }
 }

@@ -28,8 +28,9 @@ use tokio_retry::strategy::{ExponentialBackoff, jitter};
 use crate::config::{JsonMode, LlmConfig};
 use crate::guard::{Cache, Limits};
 use crate::output::parse;
-use crate::prompt::{SYSTEM, estimate_tokens, schema, user_message};
+use crate::prompt::{SYSTEM, schema, user_message};
 use crate::rules::RulesAnalyzer;
+use aiops_model::tokens;
 
 /// The LLM analyzer, with the rule-based analyzer as its fallback.
 #[derive(Debug)]
@@ -87,9 +88,7 @@ impl LlmAnalyzer {
     /// Asks the model, with one repair round when the answer does not validate.
     async fn ask(&self, payload: &WebhookPayload, context: &Context) -> Result<Analysis, String> {
         let user = self.fitted_message(payload, context);
-        let estimate =
-            estimate_tokens(SYSTEM) + estimate_tokens(&user) + self.config.max_completion_tokens;
-        let _slot = self.limits.acquire(estimate).await;
+        let _slot = self.limits.slot().await;
         let mut messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessage::from(SYSTEM).into(),
             ChatCompletionRequestUserMessage::from(user).into(),
@@ -128,13 +127,13 @@ impl LlmAnalyzer {
         let budget = self
             .config
             .max_prompt_tokens
-            .saturating_sub(estimate_tokens(SYSTEM));
+            .saturating_sub(tokens::estimate_u32(SYSTEM));
         let mut message = user_message(payload, context, &self.redactor);
-        if estimate_tokens(&message) <= budget {
+        if tokens::estimate_u32(&message) <= budget {
             return message;
         }
         let mut trimmed = context.clone();
-        while estimate_tokens(&message) > budget && trimmed.evidence.len() > 1 {
+        while tokens::estimate_u32(&message) > budget && trimmed.evidence.len() > 1 {
             trimmed.evidence.pop();
             message = user_message(payload, &trimmed, &self.redactor);
         }
@@ -169,10 +168,14 @@ impl LlmAnalyzer {
     }
 
     /// One completion, retried on 429, 5xx and timeouts with exponential backoff and jitter, never
-    /// sooner than a `Retry-After` says.
+    /// sooner than a `Retry-After` says. Every attempt is booked against `llm.requests_per_minute`
+    /// and `llm.tokens_per_minute` with its own estimate: the request's text and the completion it
+    /// may return.
     async fn complete(&self, messages: &[ChatCompletionRequestMessage]) -> Result<Reply, String> {
         let body = serde_json::to_value(self.request(messages))
             .map_err(|e| format!("cannot build the request: {e}"))?;
+        let estimate = tokens::estimate_u32(&body.to_string())
+            .saturating_add(self.config.max_completion_tokens);
         let retry_after = RetryAfter::default();
         let backoff = ExponentialBackoff::from_millis(2)
             .factor(250)
@@ -181,7 +184,10 @@ impl LlmAnalyzer {
         let strategy = retry_after
             .honoured_by(backoff)
             .take(self.config.max_retries as usize);
-        let action = || self.send(&body, &retry_after);
+        let action = || async {
+            self.limits.book(estimate).await;
+            self.send(&body, &retry_after).await
+        };
         let text = RetryIf::start(strategy, action, |e: &CallError| {
             if e.retriable {
                 tracing::warn!(error = %e.message, "LLM request failed; retrying");

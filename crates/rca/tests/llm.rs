@@ -494,3 +494,58 @@ async fn no_canary_secret_reaches_the_llm() {
         assert!(!body.contains(canary), "{canary} was sent to the LLM");
     }
 }
+
+/// The requests the fake LLM has received so far.
+async fn received(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap_or_default().len()
+}
+
+#[tokio::test]
+async fn requests_per_minute_counts_every_request_retries_and_the_repair_round_too() {
+    let server = MockServer::start().await;
+    // A 500 (retried), then an invalid answer (repaired), then a valid one.
+    once(&server, ResponseTemplate::new(500)).await;
+    once(&server, ok("not the JSON object asked for")).await;
+    once(&server, ok(&analysis_json(&["expr-1"]))).await;
+    let config = LlmConfig {
+        requests_per_minute: 2,
+        ..config(&server, "openai")
+    };
+    let analyzer = LlmAnalyzer::new(&config, RulesAnalyzer::default()).expect("valid");
+    let payload = payload(&[]);
+    let context = context("connection refused");
+    let analysis = analyzer.analyze(&payload, &context);
+    let cut = tokio::time::timeout(Duration::from_secs(5), analysis).await;
+    assert!(
+        cut.is_err(),
+        "the repair round is a third request in the minute and must wait: {cut:?}"
+    );
+    assert_eq!(
+        received(&server).await,
+        2,
+        "the first request and its retry"
+    );
+}
+
+#[tokio::test]
+async fn tokens_per_minute_books_each_retry_with_its_own_estimate() {
+    let server = MockServer::start().await;
+    once(&server, ResponseTemplate::new(500)).await;
+    once(&server, ok(&analysis_json(&["expr-1"]))).await;
+    let base = config(&server, "openai");
+    // One request alone (its prompt and the completion it may return) fills the minute's tokens.
+    let config = LlmConfig {
+        tokens_per_minute: base.max_completion_tokens + 1,
+        ..base
+    };
+    let analyzer = LlmAnalyzer::new(&config, RulesAnalyzer::default()).expect("valid");
+    let payload = payload(&[]);
+    let context = context("connection refused");
+    let cut =
+        tokio::time::timeout(Duration::from_secs(4), analyzer.analyze(&payload, &context)).await;
+    assert!(
+        cut.is_err(),
+        "the retry waits for the minute's tokens: {cut:?}"
+    );
+    assert_eq!(received(&server).await, 1, "only the first request went");
+}
