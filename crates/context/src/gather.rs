@@ -73,6 +73,15 @@ struct Query {
     purpose: Purpose,
 }
 
+impl Query {
+    fn source(&self) -> EvidenceSource {
+        match self.purpose {
+            Purpose::LogErrors | Purpose::LogRecent => EvidenceSource::Loki,
+            _ => EvidenceSource::Prometheus,
+        }
+    }
+}
+
 enum Answer {
     Series(Vec<Series>),
     Lines(Vec<LogLine>),
@@ -90,6 +99,27 @@ struct Collected {
 const ALERT_EVIDENCE_SCORE: f64 = 5e6;
 
 type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Result<Answer, String>)> + Send + 'a>>;
+
+/// When the whole plan must be done (`context.deadline_secs`); what has not finished by then is
+/// reported, query by query, and the evidence gathered until then is kept.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    secs: u64,
+}
+
+impl Deadline {
+    fn failure(&self, source: EvidenceSource, query: Option<String>, what: &str) -> SourceFailure {
+        SourceFailure {
+            source,
+            query,
+            error: format!(
+                "{what} did not finish within the context deadline of {}s (context.deadline_secs)",
+                self.secs
+            ),
+        }
+    }
+}
 
 /// The time window of one group, in Unix seconds.
 #[derive(Debug, Clone, Copy)]
@@ -176,18 +206,11 @@ impl ContextSource for Gatherer {
         context.window_start = time::OffsetDateTime::from_unix_timestamp(window.start).ok();
         context.window_end = time::OffsetDateTime::from_unix_timestamp(window.end).ok();
         let mut collected = Collected::default();
-        let gathered =
-            tokio::time::timeout(deadline, self.run(payload, window, &mut collected)).await;
-        if gathered.is_err() {
-            collected.failures.push(SourceFailure {
-                source: EvidenceSource::Alert,
-                query: None,
-                error: format!(
-                    "the context plan ran past its deadline of {}s; evidence gathered until then is kept",
-                    deadline.as_secs()
-                ),
-            });
-        }
+        let deadline = Deadline {
+            at: tokio::time::Instant::now() + deadline,
+            secs: deadline.as_secs(),
+        };
+        self.run(payload, window, deadline, &mut collected).await;
         self.finish(&mut context, collected);
         Ok(context)
     }
@@ -217,8 +240,14 @@ fn values_of<'a>(labels: &'a BTreeMap<String, Vec<String>>, name: &str) -> Vec<&
 
 impl Gatherer {
     /// Plans and runs everything, adding evidence and failures to `collected` as answers arrive, so
-    /// that what finished before the deadline is kept.
-    async fn run(&self, payload: &WebhookPayload, window: Window, context: &mut Collected) {
+    /// that what finished before the deadline is kept and what did not is named.
+    async fn run(
+        &self,
+        payload: &WebhookPayload,
+        window: Window,
+        deadline: Deadline,
+        context: &mut Collected,
+    ) {
         let labels = label_values(payload);
         let rules: Vec<(String, Result<Rule, String>)> = {
             let mut exprs: Vec<String> = payload
@@ -266,21 +295,51 @@ impl Gatherer {
             }
             started = queries.len();
         }
+        // The rule's queries run meanwhile; their answers are read below.
         let (prom_plan, loki_plan) = tokio::join!(
-            self.plan_prometheus(&rules, &labels, window),
-            self.plan_loki(&labels, window)
+            tokio::time::timeout_at(deadline.at, self.plan_prometheus(&rules, &labels, window)),
+            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, window))
         );
-        for failure in [prom_plan.1, loki_plan.1].into_iter().flatten() {
-            context.failures.push(failure);
-        }
+        let prom_plan = prom_plan.unwrap_or_else(|_| {
+            let what = "listing the metrics and label names that plan the Prometheus queries";
+            (
+                Vec::new(),
+                vec![deadline.failure(EvidenceSource::Prometheus, None, what)],
+            )
+        });
+        let loki_plan = loki_plan.unwrap_or_else(|_| {
+            let what = "listing Loki's labels, which plans the log queries";
+            (
+                Vec::new(),
+                vec![deadline.failure(EvidenceSource::Loki, None, what)],
+            )
+        });
+        context
+            .failures
+            .extend(prom_plan.1.into_iter().chain(loki_plan.1));
         let budget = self.config.max_queries.saturating_sub(queries.len());
         queries.extend(prom_plan.0.into_iter().chain(loki_plan.0).take(budget));
         for (i, q) in queries.iter().enumerate().skip(started) {
             pending.push(self.execute(i, q.clone(), window));
         }
-        // Collect as they come; a deadline above this stops the loop and keeps what arrived.
-        while let Some((i, answer)) = pending.next().await {
-            self.absorb(&queries[i], answer, window, context);
+        // Collect as they come, until the deadline. Every planned query is running now.
+        let mut unanswered = vec![true; queries.len()];
+        loop {
+            match tokio::time::timeout_at(deadline.at, pending.next()).await {
+                Ok(Some((i, answer))) => {
+                    unanswered[i] = false;
+                    self.absorb(&queries[i], answer, window, context);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    for (q, _) in queries.iter().zip(&unanswered).filter(|(_, u)| **u) {
+                        let failure =
+                            deadline.failure(q.source(), Some(q.text.clone()), "the query");
+                        context.failures.push(failure);
+                    }
+                    break;
+                }
+            }
         }
     }
 
@@ -327,12 +386,12 @@ impl Gatherer {
         rules: &[Rule],
         labels: &BTreeMap<String, Vec<String>>,
         window: Window,
-    ) -> (Vec<Query>, Option<SourceFailure>) {
+    ) -> (Vec<Query>, Vec<SourceFailure>) {
         let Some(prom) = &self.prometheus else {
-            return (Vec::new(), None);
+            return (Vec::new(), Vec::new());
         };
         let mut queries = Vec::new();
-        let mut failure = None;
+        let mut failures = Vec::new();
         // Which metrics the templates need, and which label names the metrics carry: all at once.
         let applicable: Vec<&Template> = self
             .templates
@@ -357,18 +416,28 @@ impl Gatherer {
             futures_util::future::join_all(lookups)
         );
         let existing = existing.unwrap_or_else(|e| {
-            failure = Some(SourceFailure {
+            failures.push(SourceFailure {
                 source: EvidenceSource::Prometheus,
                 query: None,
                 error: format!("cannot list the metrics that exist: {e}"),
             });
             HashSet::new()
         });
-        let carried: BTreeMap<&str, HashSet<String>> = described
-            .iter()
-            .map(String::as_str)
-            .zip(carried.into_iter().map(Result::unwrap_or_default))
-            .collect();
+        // A metric whose label names cannot be read plans nothing; the failure says which and why.
+        let mut known: BTreeMap<&str, HashSet<String>> = BTreeMap::new();
+        for (metric, names) in described.iter().zip(carried) {
+            match names {
+                Ok(names) => drop(known.insert(metric, names)),
+                Err(e) => failures.push(SourceFailure {
+                    source: EvidenceSource::Prometheus,
+                    query: Some(metric.clone()),
+                    error: format!(
+                        "cannot list the label names of {metric}, so its queries were not planned: {e}"
+                    ),
+                }),
+            }
+        }
+        let carried = known;
 
         // 2. What the expressions are made of, narrowed to the alerts' labels the series carry.
         let mut seen = HashSet::new();
@@ -474,7 +543,7 @@ impl Gatherer {
                 });
             }
         }
-        (queries, failure)
+        (queries, failures)
     }
 
     /// Error-like lines over the window and a sample of lines just before the alert.
@@ -482,9 +551,9 @@ impl Gatherer {
         &self,
         labels: &BTreeMap<String, Vec<String>>,
         window: Window,
-    ) -> (Vec<Query>, Option<SourceFailure>) {
+    ) -> (Vec<Query>, Vec<SourceFailure>) {
         let Some(loki) = &self.loki else {
-            return (Vec::new(), None);
+            return (Vec::new(), Vec::new());
         };
         let known = match loki
             .labels(window.start * 1_000_000_000, window.end * 1_000_000_000)
@@ -494,22 +563,22 @@ impl Gatherer {
             Err(e) => {
                 return (
                     Vec::new(),
-                    Some(SourceFailure {
+                    vec![SourceFailure {
                         source: EvidenceSource::Loki,
                         query: None,
                         error: format!("cannot list Loki's labels: {e}"),
-                    }),
+                    }],
                 );
             }
         };
         let Some(selector) = loki_selector(&self.loki_config, labels, &known) else {
             return (
                 Vec::new(),
-                Some(SourceFailure {
+                vec![SourceFailure {
                     source: EvidenceSource::Loki,
                     query: None,
                     error: "no alert label maps to a label Loki has (see loki.labels)".into(),
-                }),
+                }],
             );
         };
         let level = self
@@ -539,7 +608,7 @@ impl Gatherer {
                 purpose: Purpose::LogRecent,
             },
         ];
-        (queries, None)
+        (queries, Vec::new())
     }
 
     /// Turns one answer into evidence (or a failure) in `context`.
@@ -550,15 +619,11 @@ impl Gatherer {
         window: Window,
         context: &mut Collected,
     ) {
-        let source = match q.purpose {
-            Purpose::LogErrors | Purpose::LogRecent => EvidenceSource::Loki,
-            _ => EvidenceSource::Prometheus,
-        };
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
                 context.failures.push(SourceFailure {
-                    source,
+                    source: q.source(),
                     query: Some(q.text.clone()),
                     error: e,
                 });
@@ -648,6 +713,8 @@ impl Gatherer {
             if let Some(q) = &mut f.query {
                 self.redactor.redact_in_place(q);
             }
+            // Logged here, once: the failure also travels with the context to the analyzer.
+            tracing::warn!(source = ?f.source, query = f.query.as_deref().unwrap_or(""), error = %f.error, "an evidence source failed; the context is partial");
         }
         fit(&mut context.evidence, self.config.max_tokens);
     }

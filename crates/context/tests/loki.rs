@@ -381,3 +381,89 @@ async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
         assert!(failure.error.contains("within 1s"), "{failure:?}");
     }
 }
+
+#[tokio::test]
+async fn the_deadline_names_every_query_it_cut_off() {
+    // Loki lists its labels at once and then takes its time; Prometheus accepts connections and
+    // never answers (a listener nobody serves).
+    let server = MockServer::start().await;
+    labels(&server, &["app"]).await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(streams(json!({"app": "cart"}), &[]))
+                .set_delay(std::time::Duration::from_secs(20)),
+        )
+        .mount(&server)
+        .await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let prometheus = PrometheusConfig {
+        url: format!("http://{}", silent.local_addr().expect("addr")),
+        timeout_secs: 30,
+    };
+    let loki = LokiConfig {
+        timeout_secs: 30,
+        ..loki_config(&server)
+    };
+    let gatherer = Gatherer::new(
+        &ContextConfig {
+            deadline_secs: 2,
+            ..ContextConfig::default()
+        },
+        &prometheus,
+        &loki,
+        Arc::new(ManualClock::new(
+            OffsetDateTime::from_unix_timestamp(NOW).expect("time"),
+        )),
+    )
+    .expect("valid configuration");
+    let mut group = payload(&[("alertname", "CartErrors"), ("service", "cart")]);
+    group.alerts[0].generator_url =
+        "http://prometheus:9090/graph?g0.expr=rate%28http_errors_total%5B5m%5D%29+%3E+1&g0.tab=1"
+            .into();
+    let context = tokio::time::timeout(std::time::Duration::from_secs(10), gatherer.gather(&group))
+        .await
+        .expect("the deadline holds")
+        .expect("never fails");
+    let cut: Vec<_> = context
+        .failures
+        .iter()
+        .filter(|f| f.error.contains("context deadline of 2s"))
+        .collect();
+    let named = |source: EvidenceSource, text: &str| {
+        cut.iter()
+            .any(|f| f.source == source && f.query.as_deref() == Some(text))
+    };
+    assert!(
+        named(EvidenceSource::Prometheus, "rate(http_errors_total[5m])"),
+        "the rule's query is named: {:#?}",
+        context.failures
+    );
+    assert!(
+        named(EvidenceSource::Loki, r#"{app="cart"}"#),
+        "the log sample's query is named: {:#?}",
+        context.failures
+    );
+    assert!(
+        cut.iter().any(|f| f.source == EvidenceSource::Loki
+            && f.query.as_deref().is_some_and(|q| q.contains("|~"))),
+        "the error lines' query is named: {:#?}",
+        context.failures
+    );
+    assert!(
+        cut.iter()
+            .any(|f| f.source == EvidenceSource::Prometheus && f.query.is_none()),
+        "the unfinished planning lookups are named: {:#?}",
+        context.failures
+    );
+    assert!(
+        context
+            .failures
+            .iter()
+            .all(|f| f.source != EvidenceSource::Alert),
+        "no generic failure: {:#?}",
+        context.failures
+    );
+    drop(silent);
+}
