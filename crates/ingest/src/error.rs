@@ -25,6 +25,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("missing or wrong credentials")]
     Unauthorized,
+    #[error("invalid query string: {0}")]
+    BadQuery(String),
+    #[error("invalid path: {0}")]
+    BadPath(String),
     #[error("the request body did not arrive completely: {0}")]
     BadBody(String),
     #[error("the request body did not arrive within {0} seconds")]
@@ -47,6 +51,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unauthorized => "unauthorized",
             Self::BadBody(_) => "bad_request",
+            Self::BadQuery(_) => "invalid_query",
+            Self::BadPath(_) => "invalid_path",
             Self::Timeout(_) => "request_timeout",
             Self::NotFound(_) => "not_found",
             Self::QueueFull => "queue_full",
@@ -88,7 +94,9 @@ impl From<StoreError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) | Self::BadBody(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::BadBody(_) | Self::BadQuery(_) | Self::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::InvalidPayload(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -115,6 +123,19 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
         })
     }
+}
+
+/// Makes the extractors' own errors (query strings, paths, JSON bodies) answer like ours, with a
+/// `{"error", "detail"}` body instead of actix's plain text.
+pub fn extractor_errors(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web::{JsonConfig, PathConfig, QueryConfig};
+    cfg.app_data(
+        QueryConfig::default().error_handler(|e, _| ApiError::BadQuery(e.to_string()).into()),
+    )
+    .app_data(PathConfig::default().error_handler(|e, _| ApiError::BadPath(e.to_string()).into()))
+    .app_data(
+        JsonConfig::default().error_handler(|e, _| ApiError::MalformedJson(e.to_string()).into()),
+    );
 }
 
 /// A JSON error response for errors that happen outside our handlers (unknown route, wrong method).

@@ -55,6 +55,7 @@ async fn accept_webhook(
     body: web::Payload,
     state: &AppState,
 ) -> Result<(Accepted, bool), ApiError> {
+    authorize(req, state)?;
     let body = read_json_body(req, body, state).await?;
     let payload = parse_webhook(&body)?;
     state
@@ -95,9 +96,13 @@ pub struct AnalyzeQuery {
 pub async fn analyze(
     req: HttpRequest,
     body: web::Payload,
-    query: web::Query<AnalyzeQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Credentials first: an unauthenticated caller learns nothing about its query string.
+    authorize(&req, &state)?;
+    let query = web::Query::<AnalyzeQuery>::from_query(req.query_string()).map_err(|e| {
+        ApiError::BadQuery(format!("{e}; /analyze takes ?wait=true or ?wait=false"))
+    })?;
     let body = read_json_body(&req, body, &state).await?;
     let payload = parse_analyze_input(&body, state.clock.now())?;
     // A manual request is never a duplicate: asking again means wanting a fresh analysis.
@@ -127,11 +132,11 @@ pub async fn analyze(
 /// `GET /analyses/{id}`: the job's state, attempts, error, timings, analysis and deliveries.
 pub async fn analysis(
     req: HttpRequest,
-    id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let not_found = || ApiError::NotFound(format!("no analysis with id {:?}", id.as_str()));
+    let id = req.match_info().get("id").unwrap_or_default();
+    let not_found = || ApiError::NotFound(format!("no analysis with id {id:?}"));
     let job_id: JobId = id.parse().map_err(|_| not_found())?;
     let record = state.store.get(job_id).await?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(record))
@@ -190,14 +195,13 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Checks auth and content type, then reads the body up to `server.max_body_bytes` within
-/// `server.request_timeout_secs`. Nothing is read when a check fails.
+/// Checks the content type, then reads the body up to `server.max_body_bytes` within
+/// `server.request_timeout_secs`. Nothing is read when a check fails. Callers authorize first.
 async fn read_json_body(
     req: &HttpRequest,
     mut body: web::Payload,
     state: &AppState,
 ) -> Result<web::Bytes, ApiError> {
-    authorize(req, state)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -188,6 +188,7 @@ pub async fn run(
 
 /// The routes, for [`run`] and for tests that build the app in memory.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    error::extractor_errors(cfg);
     cfg.service(resource("/webhook/alerts").post(handlers::webhook))
         .service(resource("/analyze").post(handlers::analyze))
         .service(resource("/analyses/{id}").get(handlers::analysis))

@@ -551,24 +551,6 @@ impl Store for DownStore {
     async fn ping(&self) -> Result<(), aiops_model::StoreError> {
         down()
     }
-    async fn thread(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<aiops_model::Thread>, aiops_model::StoreError> {
-        down()
-    }
-    async fn save_thread(
-        &self,
-        _: &str,
-        _: &str,
-        _: &aiops_model::Thread,
-    ) -> Result<aiops_model::Thread, aiops_model::StoreError> {
-        down()
-    }
-    async fn close_thread(&self, _: &str, _: &str) -> Result<(), aiops_model::StoreError> {
-        down()
-    }
     async fn purge_expired(&self) -> Result<(), aiops_model::StoreError> {
         down()
     }
@@ -871,28 +853,75 @@ fn json_paths(value: &Value, at: String, depth: usize, out: &mut Vec<String>) {
     }
 }
 
+/// Query strings and path segments as a fuzzer or a confused client sends them: reserved and
+/// percent characters, broken escapes, repeated keys and non-ASCII text.
+fn mutated_urls() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+    use proptest::prelude::*;
+    let query = prop_oneof![
+        "[a-z]{0,6}=[a-zA-Z0-9%&=;+._~!$'()*,:@/?\\[\\]-]{0,24}",
+        "(wait=(true|false|yes|1|%ZZ|%00|)&?){1,3}",
+        ".{0,24}",
+    ];
+    let segment = prop_oneof![
+        "[a-zA-Z0-9%._~!$'()*,;=:@-]{0,40}",
+        "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        ".{0,16}",
+    ];
+    (query, segment)
+}
+
+/// A client error must be `{"error", "detail"}` JSON like every other.
+fn assert_json_error(status: StatusCode, answer: &Value, what: &str) {
+    assert!(status.as_u16() < 500, "{what} answered {status}: {answer}");
+    if status.is_client_error() {
+        assert!(
+            answer["error"].is_string() && answer["detail"].is_string(),
+            "{what} answered {status} without a JSON error body: {answer}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_payloads_never_get_a_5xx_and_never_break_the_server() {
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-    let app = spawn_app(|_, _| {}).await;
-    let strategy = mutated_bodies();
+    // No worker runs here: a mutated `?wait=true` answers 202 at once instead of waiting.
+    let app = spawn_app(|server, _| server.analyze_wait_secs = 0).await;
+    let strategy = (mutated_bodies(), mutated_urls());
     // A fixed seed: the same 600 cases on every run (and in CI); a failure names its body.
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..600 {
-        let body = strategy.new_tree(&mut runner).expect("a case").current();
+        let (body, (query, segment)) = strategy.new_tree(&mut runner).expect("a case").current();
         for path in ["/webhook/alerts", "/analyze"] {
             let (status, answer) = app.post(path, body.clone()).await;
-            assert!(
-                status.as_u16() < 500,
-                "{path} answered {status} to {:?}: {answer}",
-                String::from_utf8_lossy(&body)
+            assert_json_error(
+                status,
+                &answer,
+                &format!("{path} with {:?}", String::from_utf8_lossy(&body)),
             );
-            if status.is_client_error() {
-                assert!(answer["error"].is_string(), "a clear error body: {answer}");
-            }
+            *seen.entry(status.as_u16()).or_insert(0) += 1;
+        }
+        // The same routes with a mutated query string, and the history with a mutated id.
+        for path in [
+            format!("/webhook/alerts?{query}"),
+            format!("/analyze?{query}"),
+            format!("/analyses/{segment}?{query}"),
+        ] {
+            let Ok(url) = reqwest::Url::parse(&format!("{}{path}", app.url)) else {
+                continue;
+            };
+            let request = match path.starts_with("/analyses/") {
+                true => app.client.get(url),
+                false => app
+                    .client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(fixture("target-down-single.json")),
+            };
+            let (status, answer) = app.send(request).await;
+            assert_json_error(status, &answer, &path);
             *seen.entry(status.as_u16()).or_insert(0) += 1;
         }
     }
@@ -904,5 +933,41 @@ async fn mutated_payloads_never_get_a_5xx_and_never_break_the_server() {
         seen.keys().any(|s| *s < 300),
         "and the accepting path: {seen:?}"
     );
+    assert!(
+        seen.contains_key(&404),
+        "and the history's lookups: {seen:?}"
+    );
     assert_eq!(app.get("/health").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_bad_query_string_gets_a_json_400_and_only_after_authentication() {
+    let app = spawn_app(|server, _| {
+        server.auth.bearer_token = Some(SecretString::from(TOKEN));
+    })
+    .await;
+    let post = |query: &str, auth: bool| {
+        let mut request = app
+            .client
+            .post(format!("{}/analyze?{query}", app.url))
+            .header("content-type", "application/json")
+            .body(fixture("target-down-single.json"));
+        if auth {
+            request = request.bearer_auth(TOKEN);
+        }
+        request
+    };
+    let (status, body) = app.send(post("wait=yes", false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_error(&body, "unauthorized");
+    let (status, body) = app.send(post("wait=yes", true)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "invalid_query");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("wait")),
+        "{body}"
+    );
+    assert_eq!(app.jobs().await, 0, "nothing was queued");
+    let (status, body) = app.get("/analyses/not-a-job").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
