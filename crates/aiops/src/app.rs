@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use aiops_context::Gatherer;
 use aiops_ingest::AppState;
-use aiops_model::{Analyzer, Clock, ContextSource, Metrics, Notifier, Store, SystemClock};
+use aiops_model::{
+    Analyzer, Clock, ContextSource, Metrics, Notifier, StoreError, SystemClock, Thread, Threads,
+};
 use aiops_notify::{FileNotifier, Filtered, Links, SlackNotifier, StdoutNotifier, WebhookNotifier};
 use aiops_rca::{LlmAnalyzer, RulesAnalyzer};
 use aiops_worker::{Stages, Worker};
@@ -15,14 +17,55 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// Builds the pipeline's stages from the configuration; Slack's bot mode keeps its threads in
-/// `store`.
-pub fn stages(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Stages> {
+/// `threads`.
+pub fn stages(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Stages> {
     let (context, analyzer) = analysis(config)?;
     Ok(Stages {
         context,
         analyzer,
-        notifiers: notifiers(config, store)?,
+        notifiers: notifiers(config, threads)?,
     })
+}
+
+/// `aiops check-config`: builds every component the way `serve` does, so a bad URL, file or pattern
+/// fails here and names its key, without opening the store for writing, binding the port or
+/// creating the file sink's file.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    if !config.notify.file.is_empty() {
+        FileNotifier::check(config.notify.file.as_ref())
+            .with_context(|| format!("notify.file: cannot open {}", config.notify.file))?;
+    }
+    let config = Config {
+        notify: aiops_notify::NotifyConfig {
+            file: String::new(),
+            ..config.notify.clone()
+        },
+        ..config.clone()
+    };
+    stages(&config, Arc::new(Unopened)).map(drop)
+}
+
+/// The threads of a store that `check-config` does not open; the sinks built there never deliver.
+#[derive(Debug)]
+struct Unopened;
+
+#[async_trait::async_trait]
+impl Threads for Unopened {
+    async fn thread(&self, _: &str, _: &str) -> Result<Option<Thread>, StoreError> {
+        Err(StoreError::Unavailable(
+            "check-config opens no store".into(),
+        ))
+    }
+    async fn save_thread(&self, _: &str, _: &str, _: &Thread) -> Result<Thread, StoreError> {
+        Err(StoreError::Unavailable(
+            "check-config opens no store".into(),
+        ))
+    }
+    async fn close_thread(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "check-config opens no store".into(),
+        ))
+    }
 }
 
 /// The stages that produce an analysis: context and rca.
@@ -58,7 +101,7 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
 }
 
 /// The configured sinks, in delivery order.
-fn notifiers(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
+fn notifiers(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     if config.notify.stdout {
         notifiers.push(Arc::new(StdoutNotifier::new(config.notify.stdout_format)));
@@ -82,7 +125,7 @@ fn notifiers(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Vec<Arc<d
             Filtered::new(sink, filter).map_err(anyhow::Error::msg)?,
         ));
     }
-    if let Some(sink) = slack(config, store)? {
+    if let Some(sink) = slack(config, threads)? {
         notifiers.push(Arc::new(
             Filtered::new(sink, filter).map_err(anyhow::Error::msg)?,
         ));
@@ -100,7 +143,7 @@ pub fn links(config: &Config) -> Links {
 }
 
 /// The Slack sink: bot-token mode (threads) when a token is set, else incoming-webhook mode.
-fn slack(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<SlackNotifier>> {
+fn slack(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Option<SlackNotifier>> {
     let slack = &config.slack;
     let links = links(config);
     let timeout = Duration::from_secs(slack.timeout_secs);
@@ -110,7 +153,7 @@ fn slack(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<SlackN
             &slack.api_url,
             &slack.channel,
             slack.routes.clone(),
-            store,
+            threads,
             links,
             timeout,
             slack.max_retries,
@@ -132,7 +175,7 @@ fn slack(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Option<SlackN
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::new());
-    let store = aiops_store::open(&config.store, clock.clone())
+    let backend = aiops_store::open(&config.store, clock.clone())
         .await
         .with_context(|| {
             format!(
@@ -140,7 +183,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 aiops_store::redact_url(&config.store.url)
             )
         })?;
-    let stages = stages(&config, store.clone())?;
+    let stages = stages(&config, backend.threads)?;
+    let store = backend.store;
     let worker = Arc::new(Worker::new(
         store.clone(),
         stages,

@@ -54,6 +54,7 @@ pub fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            app::check(&config)?;
             print!("{}", config.to_masked_toml()?);
             Ok(())
         }

@@ -17,6 +17,54 @@ fn aiops(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     command.output().expect("aiops runs")
 }
 
+/// `check-config` builds what `serve` builds: each of these used to pass it and fail only at start.
+#[test]
+fn check_config_fails_where_serve_would_and_names_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.toml");
+    let missing = missing.to_str().expect("path");
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "").expect("write");
+    let under_a_file = format!("{}/out.jsonl", a_file.display());
+    for (key, value, named) in [
+        ("AIOPS__PROMETHEUS__URL", "not a url", "prometheus.url"),
+        ("AIOPS__LOKI__URL", "::loki", "loki.url"),
+        (
+            "AIOPS__CONTEXT__TEMPLATES_FILE",
+            missing,
+            "context.templates_file",
+        ),
+        ("AIOPS__RULES__FILE", missing, "rules.file"),
+        ("AIOPS__NOTIFY__FILE", under_a_file.as_str(), "notify.file"),
+    ] {
+        let out = aiops(&["check-config"], &[(key, value)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}={value} passed check-config");
+        assert!(
+            err.contains(named),
+            "{key}={value}: the error names {named}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing printed as if valid: {out:?}"
+        );
+    }
+    // It creates nothing: no file sink's file, no database.
+    let sink = dir.path().join("new/deliveries.jsonl");
+    let out = aiops(
+        &["check-config"],
+        &[
+            ("AIOPS__NOTIFY__FILE", sink.to_str().expect("path")),
+            (
+                "AIOPS__STORE__URL",
+                &format!("sqlite://{}/aiops.db", dir.path().display()),
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!dir.path().join("new").exists() && !dir.path().join("aiops.db").exists());
+}
+
 #[test]
 fn check_config_masks_secrets_and_names_unknown_keys() {
     let out = aiops(

@@ -69,6 +69,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn counts(&self) -> Result<QueueCounts, StoreError>;
     /// Answers when the store can serve reads and writes.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Deletes expired dedup keys, and finished jobs and threads past retention, now (every backend
+    /// also does this once a minute by itself).
+    async fn purge_expired(&self) -> Result<(), StoreError>;
+    /// Waits until a job may have become due, or `max` passed.
+    async fn wait_for_work(&self, max: Duration);
+}
+
+/// The messages sinks started for alert groups (a Slack incident thread), which later notifications
+/// of the same group reply to. The store implements it; the Slack sink sees only this.
+#[async_trait]
+pub trait Threads: Send + Sync + std::fmt::Debug {
     /// The open message a sink started for an alert group (its incident thread), if any.
     async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError>;
     /// Records the message a sink started for a group. The first record wins: the answer is the
@@ -81,11 +92,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Thread, StoreError>;
     /// Closes a group's open thread (the incident resolved): the group firing again starts a new one.
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
-    /// Deletes expired dedup keys, and finished jobs and threads past retention, now (every backend
-    /// also does this once a minute by itself).
-    async fn purge_expired(&self) -> Result<(), StoreError>;
-    /// Waits until a job may have become due, or `max` passed.
-    async fn wait_for_work(&self, max: Duration);
 }
 
 /// What a worker records with the end of an attempt, in the same transaction.

@@ -27,6 +27,44 @@ struct FileState {
 }
 
 impl FileNotifier {
+    /// Checks that [`FileNotifier::open`] would work, creating nothing: an existing file must open for
+    /// appending; otherwise the nearest existing folder on its path must be a writable folder.
+    pub fn check(path: &Path) -> std::io::Result<()> {
+        if path.exists() {
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .read(true)
+                .open(path)
+                .map(drop);
+        }
+        let folder = path
+            .ancestors()
+            .skip(1)
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .find(|d| d.exists())
+            .unwrap_or(Path::new("."));
+        let meta = std::fs::metadata(folder)?;
+        if !meta.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a folder", folder.display()),
+            ));
+        }
+        if meta.permissions().readonly() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{} is read-only", folder.display()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the file for appending and reads which jobs it already holds.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -17,10 +17,12 @@ pub struct Answer {
     pub body: String,
 }
 
+/// Why a remote's 2xx answer is still a failure (Slack's Web API answers `200 {"ok": false}`), and
+/// whether trying again can help.
 #[derive(Debug)]
-struct Failure {
-    message: String,
-    retriable: bool,
+pub struct Failure {
+    pub message: String,
+    pub retriable: bool,
 }
 
 /// POSTs `body` to `url`, retrying up to `retries` times. `who` names the remote in errors (empty:
@@ -33,6 +35,24 @@ pub async fn post_json(
     retries: u32,
     who: &str,
 ) -> Result<Answer, StageError> {
+    post_json_checked(client, url, headers, body, retries, who, |body| {
+        Ok(Answer { body })
+    })
+    .await
+}
+
+/// [`post_json`], where `check` reads a 2xx answer's body and may still refuse it. A refusal it marks
+/// retriable is retried by the same loop as a 429, no sooner than the answer's `Retry-After`: one
+/// retry policy per request.
+pub async fn post_json_checked<T>(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: &Value,
+    retries: u32,
+    who: &str,
+    check: impl Fn(String) -> Result<T, Failure>,
+) -> Result<T, StageError> {
     let retry_after = RetryAfter::default();
     let backoff = ExponentialBackoff::from_millis(2)
         .factor(250)
@@ -70,7 +90,13 @@ pub async fn post_json(
             message: named(format!("answer broke off: {}", e.without_url())),
         })?;
         if status.is_success() {
-            return Ok(Answer { body: text });
+            return check(text).map_err(|refused| {
+                retry_after.set(asked);
+                Failure {
+                    message: named(refused.message),
+                    retriable: refused.retriable,
+                }
+            });
         }
         retry_after.set(asked);
         let detail: String = text.trim().chars().take(200).collect();

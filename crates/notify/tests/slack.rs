@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use aiops_model::alertmanager::parse_webhook;
 use aiops_model::{
     Analysis, Context, ContextSource, EvidenceRef, JobId, JobSource, JobState, ManualClock,
-    Metrics, NewJob, Notification, Notifier, StageError, Store, WebhookPayload,
+    Metrics, NewJob, Notification, Notifier, StageError, Store, StoreError, Thread, Threads,
+    WebhookPayload,
 };
 use aiops_notify::{Filter, Filtered, Links, Route, SlackNotifier};
 use aiops_store::{SqliteStore, StoreConfig};
@@ -212,16 +213,25 @@ fn webhook_sink(server: &MockServer, retries: u32) -> SlackNotifier {
     SlackNotifier::webhook(url, links(), Duration::from_secs(5), retries).expect("a valid sink")
 }
 
-fn bot_sink(server: &MockServer, store: Arc<dyn Store>, routes: Vec<Route>) -> SlackNotifier {
+fn bot_sink(server: &MockServer, threads: Arc<dyn Threads>, routes: Vec<Route>) -> SlackNotifier {
+    bot_sink_retrying(server, threads, routes, 1)
+}
+
+fn bot_sink_retrying(
+    server: &MockServer,
+    threads: Arc<dyn Threads>,
+    routes: Vec<Route>,
+    retries: u32,
+) -> SlackNotifier {
     SlackNotifier::bot(
         SecretString::from(BOT_TOKEN),
         &format!("{}/api", server.uri()),
         "#alerts",
         routes,
-        store,
+        threads,
         links(),
         Duration::from_secs(5),
-        1,
+        retries,
     )
     .expect("a valid sink")
 }
@@ -626,6 +636,137 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after_then_succeeds() {
         "waited for Retry-After"
     );
     assert_eq!(bodies(&server).await.len(), 2);
+}
+
+/// Answers each request with the next response of a fixed sequence (the last one repeats), and keeps
+/// when each request arrived.
+#[derive(Clone)]
+struct Sequence {
+    responses: Vec<ResponseTemplate>,
+    arrivals: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl Respond for Sequence {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut arrivals = self.arrivals.lock().expect("lock");
+        arrivals.push(Instant::now());
+        let i = (arrivals.len() - 1).min(self.responses.len() - 1);
+        self.responses[i].clone()
+    }
+}
+
+async fn slack_answering(responses: Vec<ResponseTemplate>) -> (MockServer, Sequence) {
+    let server = MockServer::start().await;
+    let sequence = Sequence {
+        responses,
+        arrivals: Arc::default(),
+    };
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(sequence.clone())
+        .mount(&server)
+        .await;
+    (server, sequence)
+}
+
+fn ratelimited(retry_after: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("Retry-After", retry_after)
+        .set_body_json(json!({"ok": false, "error": "ratelimited"}))
+}
+
+#[tokio::test]
+async fn ok_false_ratelimited_waits_for_the_retry_after_slack_sends() {
+    let posted = json!({"ok": true, "channel": "C1", "ts": "1700000000.000100"});
+    let (server, sequence) = slack_answering(vec![
+        ratelimited("2"),
+        ResponseTemplate::new(200).set_body_json(posted),
+    ])
+    .await;
+    let sink = bot_sink_retrying(&server, Arc::new(MemoryThreads::default()), Vec::new(), 1);
+    let ts = deliver(&sink, &fixture("high-load-warning.json"))
+        .await
+        .expect("posted on the retry");
+    assert_eq!(ts.as_deref(), Some("1700000000.000100"));
+    let arrivals = sequence.arrivals.lock().expect("lock").clone();
+    assert_eq!(arrivals.len(), 2);
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_secs(2),
+        "the retry came {:?} after the ratelimited answer, before its Retry-After of 2 s",
+        arrivals[1] - arrivals[0]
+    );
+}
+
+#[tokio::test]
+async fn one_retry_policy_bounds_the_posts_of_a_delivery() {
+    // HTTP 429 and ok:false ratelimited, alternating: every post fails in one way or the other.
+    let http_429 = ResponseTemplate::new(429).insert_header("Retry-After", "0");
+    let mut responses = Vec::new();
+    for _ in 0..10 {
+        responses.push(http_429.clone());
+        responses.push(ratelimited("0"));
+    }
+    let (server, sequence) = slack_answering(responses).await;
+    let sink = bot_sink_retrying(&server, Arc::new(MemoryThreads::default()), Vec::new(), 2);
+    let err = deliver(&sink, &fixture("high-load-warning.json"))
+        .await
+        .expect_err("Slack never took it");
+    assert!(err.retriable, "{err}");
+    assert_eq!(
+        sequence.arrivals.lock().expect("lock").len(),
+        3,
+        "slack.max_retries = 2: one post and two retries, whatever way each failed"
+    );
+}
+
+/// Incident threads in memory: the Slack sink needs this port only, not the job store.
+#[derive(Debug, Default)]
+struct MemoryThreads(std::sync::Mutex<std::collections::HashMap<(String, String), Thread>>);
+
+#[async_trait]
+impl Threads for MemoryThreads {
+    async fn thread(&self, group: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
+        let threads = self.0.lock().expect("lock");
+        Ok(threads.get(&(group.to_owned(), sink.to_owned())).cloned())
+    }
+    async fn save_thread(&self, group: &str, sink: &str, t: &Thread) -> Result<Thread, StoreError> {
+        let mut threads = self.0.lock().expect("lock");
+        let key = (group.to_owned(), sink.to_owned());
+        Ok(threads.entry(key).or_insert_with(|| t.clone()).clone())
+    }
+    async fn close_thread(&self, group: &str, sink: &str) -> Result<(), StoreError> {
+        let mut threads = self.0.lock().expect("lock");
+        threads.remove(&(group.to_owned(), sink.to_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_bot_sink_keeps_its_threads_through_the_threads_port_alone() {
+    let server = fake_slack().await;
+    let threads = Arc::new(MemoryThreads::default());
+    let sink = bot_sink(&server, threads.clone(), Vec::new());
+    let firing = fixture("target-down-group-firing.json");
+    let ts = deliver(&sink, &firing).await.expect("posted").expect("ts");
+    let group = firing.group_key.as_str();
+    let open = threads.thread(group, "slack").await.expect("read");
+    assert_eq!(
+        open.map(|t| t.ts),
+        Some(ts.clone()),
+        "the first message is the thread"
+    );
+    deliver(&sink, &firing).await.expect("the repeat");
+    deliver(&sink, &fixture("target-down-group-resolved.json"))
+        .await
+        .expect("the resolution");
+    let sent = bodies(&server).await;
+    assert_eq!(sent[1]["thread_ts"], ts.as_str());
+    assert_eq!(sent[2]["thread_ts"], ts.as_str());
+    assert_eq!(
+        threads.thread(group, "slack").await.expect("read"),
+        None,
+        "closed"
+    );
 }
 
 #[tokio::test]

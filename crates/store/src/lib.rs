@@ -28,7 +28,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use aiops_model::{Clock, Store};
+use aiops_model::{Clock, Store, Threads};
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PgStore;
@@ -134,20 +134,31 @@ pub enum OpenError {
     Io(#[from] std::io::Error),
 }
 
+/// One open backend, seen through its two ports: the job queue and the sinks' threads.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub store: Arc<dyn Store>,
+    pub threads: Arc<dyn Threads>,
+}
+
+impl<T: Store + Threads + 'static> From<Arc<T>> for Backend {
+    fn from(backend: Arc<T>) -> Self {
+        Self {
+            store: backend.clone(),
+            threads: backend,
+        }
+    }
+}
+
 /// Opens the store `config.url` names and runs its migrations. Must run inside a tokio runtime: the
 /// store spawns its writer task there.
-pub async fn open(
-    config: &StoreConfig,
-    clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn Store>, OpenError> {
+pub async fn open(config: &StoreConfig, clock: Arc<dyn Clock>) -> Result<Backend, OpenError> {
     config.validate().map_err(OpenError::Config)?;
     if is_postgres(&config.url) {
-        return Ok(Arc::new(PgStore::open(&config.url, config, clock).await?));
+        return Ok(Arc::new(PgStore::open(&config.url, config, clock).await?).into());
     }
     let path = sqlite_path(&config.url).ok_or_else(|| OpenError::Config("store.url".into()))?;
-    Ok(Arc::new(
-        SqliteStore::open(path.as_ref(), config, clock).await?,
-    ))
+    Ok(Arc::new(SqliteStore::open(path.as_ref(), config, clock).await?).into())
 }
 
 /// Runs a backend's maintenance (`purge`) once a minute, for as long as the store lives.

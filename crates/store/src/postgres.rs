@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aiops_model::{
     AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    NewJob, QueueCounts, Store, StoreError, Thread,
+    NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -407,6 +407,25 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn purge_expired(&self) -> Result<(), StoreError> {
+        Maintenance {
+            pool: self.pool.clone(),
+            clock: self.clock.clone(),
+            dedup_ttl_ms: self.dedup_ttl_ms,
+            retention_ms: self.retention_ms,
+        }
+        .purge()
+        .await
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        // Jobs another replica enqueued are found by the next poll.
+        let _ = tokio::time::timeout(max, self.work.notified()).await;
+    }
+}
+
+#[async_trait]
+impl Threads for PgStore {
     async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
         let row = sqlx::query(
             "SELECT channel, ts FROM threads WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
@@ -454,22 +473,6 @@ impl Store for PgStore {
         .await
         .map_err(|e| db_error(&e))
         .map(drop)
-    }
-
-    async fn purge_expired(&self) -> Result<(), StoreError> {
-        Maintenance {
-            pool: self.pool.clone(),
-            clock: self.clock.clone(),
-            dedup_ttl_ms: self.dedup_ttl_ms,
-            retention_ms: self.retention_ms,
-        }
-        .purge()
-        .await
-    }
-
-    async fn wait_for_work(&self, max: Duration) {
-        // Jobs another replica enqueued are found by the next poll.
-        let _ = tokio::time::timeout(max, self.work.notified()).await;
     }
 }
 

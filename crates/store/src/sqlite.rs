@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aiops_model::{
     AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    NewJob, QueueCounts, Store, StoreError, Thread,
+    NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -378,6 +378,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn purge_expired(&self) -> Result<(), StoreError> {
+        self.maintenance.purge().await
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.work.notified()).await;
+    }
+}
+
+#[async_trait]
+impl Threads for SqliteStore {
     async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
         let row = sqlx::query("SELECT channel, ts FROM threads WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL")
             .bind(group_key.to_owned())
@@ -418,14 +429,6 @@ impl Store for SqliteStore {
         .bind(sink.to_owned())
         .bind(self.now());
         self.execute(vec![close], false).await.map(drop)
-    }
-
-    async fn purge_expired(&self) -> Result<(), StoreError> {
-        self.maintenance.purge().await
-    }
-
-    async fn wait_for_work(&self, max: Duration) {
-        let _ = tokio::time::timeout(max, self.work.notified()).await;
     }
 }
 

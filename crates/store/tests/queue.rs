@@ -7,7 +7,7 @@ use std::time::Duration;
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
     AttemptEnd, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock,
-    NewJob, StageTimings, Store, StoreError,
+    NewJob, StageTimings, Store, StoreError, Threads,
 };
 use aiops_store::{PgStore, SqliteStore, StoreConfig};
 use sqlx::Connection;
@@ -33,6 +33,7 @@ enum Place {
 
 struct Harness {
     store: Arc<dyn Store>,
+    threads: Arc<dyn Threads>,
     clock: Arc<ManualClock>,
     config: StoreConfig,
     place: Place,
@@ -49,18 +50,24 @@ fn database_url(admin: &str, db: &str) -> String {
     format!("{base}/{db}")
 }
 
-async fn open(place: &Place, config: &StoreConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
+async fn open(
+    place: &Place,
+    config: &StoreConfig,
+    clock: Arc<ManualClock>,
+) -> aiops_store::Backend {
     match place {
         Place::Sqlite(dir) => Arc::new(
             SqliteStore::open(&dir.path().join("aiops.db"), config, clock)
                 .await
                 .expect("opens"),
-        ),
+        )
+        .into(),
         Place::Postgres { admin, db } => Arc::new(
             PgStore::open(&database_url(admin, db), config, clock)
                 .await
                 .expect("opens"),
-        ),
+        )
+        .into(),
     }
 }
 
@@ -84,8 +91,10 @@ async fn harness(backend: Backend, config: StoreConfig) -> Harness {
             Place::Postgres { admin, db }
         }
     };
+    let opened = open(&place, &config, clock.clone()).await;
     Harness {
-        store: open(&place, &config, clock.clone()).await,
+        store: opened.store,
+        threads: opened.threads,
         clock,
         config,
         place,
@@ -131,16 +140,18 @@ impl Harness {
     async fn reopen(self) -> Self {
         let Harness {
             store,
+            threads,
             clock,
             config,
             place,
         } = self;
-        drop(store);
+        drop((store, threads));
         // Let the closed store's tasks and connections go.
         tokio::task::yield_now().await;
-        let store = open(&place, &config, clock.clone()).await;
+        let opened = open(&place, &config, clock.clone()).await;
         Harness {
-            store,
+            store: opened.store,
+            threads: opened.threads,
             clock,
             config,
             place,
@@ -674,7 +685,7 @@ async fn purging_removes_expired_dedup_keys_and_old_history_only(backend: Backen
 async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backend) {
     let h = harness(backend, StoreConfig::default()).await;
     let group = "{}:{alertname=\"TargetDown\"}";
-    assert_eq!(h.store.thread(group, "slack").await.expect("read"), None);
+    assert_eq!(h.threads.thread(group, "slack").await.expect("read"), None);
     let first = aiops_model::Thread {
         channel: "C1".into(),
         ts: "1700000000.000100".into(),
@@ -684,31 +695,31 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
         ts: "1700000001.000200".into(),
     };
     let (a, b) = tokio::join!(
-        h.store.save_thread(group, "slack", &first),
-        h.store.save_thread(group, "slack", &second)
+        h.threads.save_thread(group, "slack", &first),
+        h.threads.save_thread(group, "slack", &second)
     );
     let (a, b) = (a.expect("save"), b.expect("save"));
     assert_eq!(a, b, "both deliveries learn the one thread that is stored");
     assert!(a == first || a == second);
     assert_eq!(
-        h.store.thread(group, "other-sink").await.expect("read"),
+        h.threads.thread(group, "other-sink").await.expect("read"),
         None
     );
     let h = h.reopen().await;
     assert_eq!(
-        h.store.thread(group, "slack").await.expect("read"),
+        h.threads.thread(group, "slack").await.expect("read"),
         Some(a.clone())
     );
 
     // The resolution closes the incident: the group firing again starts a new thread.
-    h.store.close_thread(group, "slack").await.expect("close");
-    assert_eq!(h.store.thread(group, "slack").await.expect("read"), None);
+    h.threads.close_thread(group, "slack").await.expect("close");
+    assert_eq!(h.threads.thread(group, "slack").await.expect("read"), None);
     let next = aiops_model::Thread {
         channel: "C1".into(),
         ts: "1700009999.000300".into(),
     };
     let stored = h
-        .store
+        .threads
         .save_thread(group, "slack", &next)
         .await
         .expect("save");

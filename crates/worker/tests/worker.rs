@@ -451,24 +451,6 @@ impl Store for Restarting {
     async fn ping(&self) -> Result<(), aiops_model::StoreError> {
         self.inner.ping().await
     }
-    async fn thread(
-        &self,
-        g: &str,
-        s: &str,
-    ) -> Result<Option<aiops_model::Thread>, aiops_model::StoreError> {
-        self.inner.thread(g, s).await
-    }
-    async fn save_thread(
-        &self,
-        g: &str,
-        s: &str,
-        t: &aiops_model::Thread,
-    ) -> Result<aiops_model::Thread, aiops_model::StoreError> {
-        self.inner.save_thread(g, s, t).await
-    }
-    async fn close_thread(&self, g: &str, s: &str) -> Result<(), aiops_model::StoreError> {
-        self.inner.close_thread(g, s).await
-    }
     async fn purge_expired(&self) -> Result<(), aiops_model::StoreError> {
         self.inner.purge_expired().await
     }

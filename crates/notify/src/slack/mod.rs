@@ -6,8 +6,9 @@
 //!   (`slack.routes`, else `slack.channel`). The first message of an incident (an alert group) is
 //!   posted to the channel and its `ts` is stored; the repeats, partial resolutions and the resolution
 //!   reply in its thread. The resolution closes the incident: the group firing again later starts a
-//!   new thread. A resolution without a thread (its firing was never posted) is a message of its own. The Web API answers HTTP 200 with `ok: false` and an `error` for its own
-//!   failures; `ratelimited` is retried like a 429.
+//!   new thread. A resolution without a thread (its firing was never posted) is a message of its
+//!   own. The Web API answers HTTP 200 with `ok: false` and an `error` for its own failures; `ratelimited` and the other transient errors are retried like a 429, in the same
+//!   loop and no sooner than Slack's `Retry-After`.
 //!
 //! Mattermost accepts the same incoming-webhook payload: it shows the top-level `text` and the
 //! attachment's colour (it ignores Block Kit blocks).
@@ -19,14 +20,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{Notification, Notifier, StageError, Store, Thread, WebhookPayload};
+use aiops_model::{Notification, Notifier, StageError, Thread, Threads, WebhookPayload};
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::post_json;
+use crate::http::{Failure, post_json, post_json_checked};
 pub use blocks::Links;
 
 /// The name deliveries and threads are recorded under.
@@ -50,7 +51,7 @@ enum Mode {
         api_url: String,
         default_channel: String,
         routes: Vec<Route>,
-        store: Arc<dyn Store>,
+        threads: Arc<dyn Threads>,
     },
 }
 
@@ -83,6 +84,23 @@ const TRANSIENT: [&str; 5] = [
     "request_timeout",
 ];
 
+/// A `chat.postMessage` answer: Slack reports its own failures as HTTP 200 with `ok: false` and an
+/// `error`; the transient ones (`ratelimited`, …) are retried with the request's own policy.
+fn read_post_message(text: String) -> Result<PostMessageAnswer, Failure> {
+    let answer: PostMessageAnswer = serde_json::from_str(&text).map_err(|e| Failure {
+        message: format!("answered something else than JSON: {e}"),
+        retriable: true,
+    })?;
+    if answer.ok {
+        return Ok(answer);
+    }
+    let error = answer.error.unwrap_or_else(|| "unknown_error".into());
+    Err(Failure {
+        retriable: TRANSIENT.contains(&error.as_str()),
+        message: format!("answered {error}"),
+    })
+}
+
 fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .timeout(timeout)
@@ -109,14 +127,15 @@ impl SlackNotifier {
         })
     }
 
-    /// Bot-token mode: `chat.postMessage` at `api_url` (`https://slack.com/api`), threads in `store`.
+    /// Bot-token mode: `chat.postMessage` at `api_url` (`https://slack.com/api`), incident threads
+    /// kept in `threads`.
     #[allow(clippy::too_many_arguments)]
     pub fn bot(
         token: SecretString,
         api_url: &str,
         default_channel: &str,
         routes: Vec<Route>,
-        store: Arc<dyn Store>,
+        threads: Arc<dyn Threads>,
         links: Links,
         timeout: Duration,
         retries: u32,
@@ -132,7 +151,7 @@ impl SlackNotifier {
                 api_url: api_url.trim_end_matches('/').to_owned(),
                 default_channel: default_channel.to_owned(),
                 routes,
-                store,
+                threads,
             },
             links,
             retries,
@@ -185,10 +204,10 @@ impl Notifier for SlackNotifier {
                 api_url,
                 default_channel,
                 routes,
-                store,
+                threads,
             } => {
                 let group = notification.payload.group_key.as_str();
-                let thread = store
+                let thread = threads
                     .thread(group, SINK)
                     .await
                     .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
@@ -208,59 +227,36 @@ impl Notifier for SlackNotifier {
                     })?;
                 headers.insert(AUTHORIZATION, bearer);
                 let url = format!("{api_url}/chat.postMessage");
-                // The Web API reports its own rate limit as ok:false; retry it like a 429.
-                let mut last = None;
-                for _ in 0..=self.retries {
-                    let answer = post_json(
-                        &self.client,
-                        &url,
-                        headers.clone(),
-                        &body,
-                        self.retries,
-                        "Slack API",
-                    )
-                    .await?;
-                    let parsed: PostMessageAnswer =
-                        serde_json::from_str(&answer.body).map_err(|e| {
-                            StageError::retriable(format!(
-                                "Slack API answered something else than JSON: {e}"
-                            ))
-                        })?;
-                    if parsed.ok {
-                        let (Some(channel), Some(ts)) = (parsed.channel, parsed.ts) else {
-                            return Err(StageError::permanent(
-                                "Slack API answered ok without channel and ts",
-                            ));
+                let posted = post_json_checked(
+                    &self.client,
+                    &url,
+                    headers,
+                    &body,
+                    self.retries,
+                    "Slack API",
+                    read_post_message,
+                )
+                .await?;
+                let (Some(channel), Some(ts)) = (posted.channel, posted.ts) else {
+                    return Err(StageError::permanent(
+                        "Slack API answered ok without channel and ts",
+                    ));
+                };
+                let resolved = notification.payload.status == AlertStatus::Resolved;
+                match (&thread, resolved) {
+                    // The incident is over: the group firing again starts a new thread.
+                    (Some(_), true) => threads.close_thread(group, SINK).await,
+                    (None, false) => {
+                        let started = Thread {
+                            channel,
+                            ts: ts.clone(),
                         };
-                        let resolved = notification.payload.status == AlertStatus::Resolved;
-                        match (&thread, resolved) {
-                            // The incident is over: the group firing again starts a new thread.
-                            (Some(_), true) => store.close_thread(group, SINK).await,
-                            (None, false) => {
-                                let started = Thread {
-                                    channel,
-                                    ts: ts.clone(),
-                                };
-                                store.save_thread(group, SINK, &started).await.map(drop)
-                            }
-                            _ => Ok(()),
-                        }
-                        .map_err(|e| {
-                            StageError::retriable(format!("cannot record the thread: {e}"))
-                        })?;
-                        return Ok(Some(ts));
+                        threads.save_thread(group, SINK, &started).await.map(drop)
                     }
-                    let error = parsed.error.unwrap_or_else(|| "unknown_error".into());
-                    if !TRANSIENT.contains(&error.as_str()) {
-                        return Err(StageError::permanent(format!("Slack API: {error}")));
-                    }
-                    last = Some(error);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    _ => Ok(()),
                 }
-                Err(StageError::retriable(format!(
-                    "Slack API: {}",
-                    last.unwrap_or_default()
-                )))
+                .map_err(|e| StageError::retriable(format!("cannot record the thread: {e}")))?;
+                Ok(Some(ts))
             }
         }
     }
