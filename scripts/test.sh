@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, crate integration, real-component and end-to-end tests.
+# Runs the whole test suite: the house style first (rustfmt, clippy with warnings as errors, no
+# unused dependency), then unit, crate integration, real-component and end-to-end tests.
 # Installs what the tests need when it is missing: the Debian packages of Prometheus, Alertmanager
 # and node-exporter, docker-compose (which validates docker-compose.yml; no Docker engine is
 # needed), curl and PostgreSQL, with apt-get, as root or through sudo. Starts PostgreSQL's cluster
@@ -39,5 +40,10 @@ for db in $(as_postgres psql -p "$pg_port" -qAt -c "SELECT datname FROM pg_datab
 done
 export AIOPS_TEST_POSTGRES="postgres://aiops_test:aiops_test@127.0.0.1:$pg_port/postgres"
 export AIOPS_TEST_PG_CLUSTER="$pg_version $pg_cluster"
+
+# The house style, enforced: any of these failing fails the suite.
+cargo fmt --all --check
+scripts/check-deps.sh
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 cargo test --workspace --locked
