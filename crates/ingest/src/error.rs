@@ -37,8 +37,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the queue is full; retry later")]
     QueueFull,
-    #[error("the store cannot accept or read jobs right now; retry later")]
-    StoreUnavailable,
+    #[error("the store cannot accept or read jobs right now{}; retry later", cause_text(.0))]
+    StoreUnavailable(Option<&'static str>),
 }
 
 impl ApiError {
@@ -56,7 +56,7 @@ impl ApiError {
             Self::Timeout(_) => "request_timeout",
             Self::NotFound(_) => "not_found",
             Self::QueueFull => "queue_full",
-            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreUnavailable(_) => "store_unavailable",
         }
     }
 
@@ -64,7 +64,7 @@ impl ApiError {
     pub fn metric_result(&self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
-            Self::QueueFull | Self::StoreUnavailable => "unavailable",
+            Self::QueueFull | Self::StoreUnavailable(_) => "unavailable",
             _ => "rejected",
         }
     }
@@ -80,15 +80,25 @@ impl From<InputError> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The store logs a failing write once, when writes start to fail; a request only says what its
+    /// client can act on (a full disk is named, other internals are not).
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::QueueFull(_) => Self::QueueFull,
+            StoreError::DiskFull(_) => Self::StoreUnavailable(Some(DISK_FULL)),
             other => {
-                tracing::error!(error = %other, "store error while serving a request");
-                Self::StoreUnavailable
+                tracing::debug!(error = %other, "store error while serving a request");
+                Self::StoreUnavailable(None)
             }
         }
     }
+}
+
+/// How a full disk under the store is named in error bodies.
+const DISK_FULL: &str = "the disk holding aiops' database is full";
+
+fn cause_text(cause: &Option<&'static str>) -> String {
+    cause.map(|c| format!(": {c}")).unwrap_or_default()
 }
 
 impl ResponseError for ApiError {
@@ -103,7 +113,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::QueueFull | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::QueueFull | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,7 +123,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer, Basic realm=\"aiops\""));
             }
-            Self::QueueFull | Self::StoreUnavailable => {
+            Self::QueueFull | Self::StoreUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
             _ => {}

@@ -38,7 +38,13 @@ pub async fn webhook(
         Ok((_, false)) => state.metrics.webhook("accepted"),
         Err(e) => {
             state.metrics.webhook(e.metric_result());
-            tracing::warn!(error = %e, "webhook rejected");
+            // A store that cannot take webhooks is logged by the store, once; not once per webhook.
+            match e {
+                ApiError::QueueFull | ApiError::StoreUnavailable(_) => {
+                    tracing::debug!(error = %e, "webhook not taken")
+                }
+                _ => tracing::warn!(error = %e, "webhook rejected"),
+            }
         }
     }
     let (accepted, duplicate) = result?;

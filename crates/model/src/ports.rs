@@ -13,7 +13,7 @@ use crate::job::{
 };
 
 /// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Too many jobs are waiting; the sender should retry later.
     #[error("the queue is full ({0} jobs waiting)")]
@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The database cannot be reached or written right now.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The disk that holds the database is full: nothing can be written until space is freed.
+    #[error("the disk holding the store is full: {0}")]
+    DiskFull(String),
     /// The worker's lease on the job expired and another worker may hold it.
     #[error("the lease on job {0} was lost")]
     LeaseLost(JobId),
@@ -32,7 +35,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying the same call again later can succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::QueueFull(_) | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::QueueFull(_) | Self::Unavailable(_) | Self::DiskFull(_)
+        )
     }
 }
 

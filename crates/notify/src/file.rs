@@ -24,6 +24,8 @@ pub struct FileNotifier {
 struct FileState {
     file: std::fs::File,
     written: HashSet<JobId>,
+    /// The last write failed for want of space (logged once, when it began).
+    disk_full: bool,
 }
 
 impl FileNotifier {
@@ -84,7 +86,11 @@ impl FileNotifier {
         }
         Ok(Self {
             path: path.to_owned(),
-            state: Mutex::new(FileState { file, written }),
+            state: Mutex::new(FileState {
+                file,
+                written,
+                disk_full: false,
+            }),
         })
     }
 }
@@ -103,14 +109,44 @@ impl Notifier for FileNotifier {
         let mut line = serde_json::to_vec(&Document::new(&notification))
             .map_err(|e| StageError::permanent(format!("cannot encode the document: {e}")))?;
         line.push(b'\n');
-        let fail = |e: std::io::Error| {
-            StageError::retriable(format!("cannot write {}: {e}", self.path.display()))
-        };
         // One write call per line, then fsync: the line is whole and durable before we report success.
-        state.file.write_all(&line).map_err(fail)?;
-        state.file.sync_data().map_err(fail)?;
+        // A failed write is cut off again, so that no torn line sits before the next one.
+        let before = state.file.metadata().map(|m| m.len());
+        let written = state
+            .file
+            .write_all(&line)
+            .and_then(|()| state.file.sync_data());
+        if let Err(e) = written {
+            if let Ok(len) = before {
+                // Best effort: the sink's reader skips a torn line anyway.
+                let _ = state.file.set_len(len);
+            }
+            return Err(self.failed(&mut state, &e));
+        }
+        if std::mem::take(&mut state.disk_full) {
+            tracing::info!(path = %self.path.display(), "notify.file takes deliveries again");
+        }
         state.written.insert(notification.job_id);
         Ok(None)
+    }
+}
+
+/// `ENOSPC`: a write on a full file system.
+const NO_SPACE: i32 = 28;
+
+impl FileNotifier {
+    /// The delivery's error for a failed write; a full disk is named, and logged once when it begins.
+    fn failed(&self, state: &mut FileState, e: &std::io::Error) -> StageError {
+        let path = self.path.display();
+        if e.raw_os_error() != Some(NO_SPACE) {
+            return StageError::retriable(format!("cannot write {path}: {e}"));
+        }
+        if !std::mem::replace(&mut state.disk_full, true) {
+            tracing::error!(%path, "the disk holding notify.file is full: deliveries to it wait until space is freed");
+        }
+        StageError::retriable(format!(
+            "the disk holding {path} is full; the delivery is retried ({e})"
+        ))
     }
 }
 

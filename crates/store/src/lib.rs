@@ -9,6 +9,7 @@
 //! - `writer`: SQLite's group-commit thread that runs every write waiting at a moment in one transaction.
 //! - `wal_sync`: the thread that fsyncs SQLite's WAL and only then releases a batch's answers.
 //! - `dedup`: SQLite's dedup keys, held by the writer and written into the table in key order.
+//! - `health`: whether writes work, logged once per change; a full disk named as such.
 //! - `postgres`: the PostgreSQL backend: a pool, `FOR UPDATE SKIP LOCKED` claims, group-committed
 //!   webhooks.
 //! - `plan`: what a batch of webhooks becomes (dedup within the batch, outcomes), for both.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod dedup;
+mod health;
 mod plan;
 mod postgres;
 mod rows;

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
+use crate::health::{PROBE_SQL, WriteHealth};
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::{
     JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, millis, queue_counts,
@@ -72,6 +73,8 @@ pub struct PgStore {
     dedup_ttl_ms: i64,
     retention_ms: i64,
     backlog: Backlog,
+    /// Whether the batchers' last write worked.
+    health: Arc<WriteHealth>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -100,6 +103,7 @@ impl PgStore {
         let work = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(BATCH_CHANNEL);
         let backlog = Backlog::default();
+        let health = Arc::new(WriteHealth::default());
         let batcher = Arc::new(Batcher {
             pool: pool.clone(),
             rx: tokio::sync::Mutex::new(rx),
@@ -110,6 +114,7 @@ impl PgStore {
             max_batch: config.max_batch,
             backlog: backlog.clone(),
             recounting: std::sync::atomic::AtomicBool::new(false),
+            health: health.clone(),
         });
         let mut store = Self {
             pool,
@@ -119,6 +124,7 @@ impl PgStore {
             dedup_ttl_ms: secs_to_ms(config.dedup_ttl_secs),
             retention_ms: secs_to_ms(config.retention_days.saturating_mul(86_400)),
             backlog,
+            health,
             tasks: Vec::new(),
         };
         for _ in 0..BATCHERS {
@@ -404,7 +410,14 @@ impl Store for PgStore {
                 "the store's batcher has stopped".into(),
             ));
         }
-        Ok(())
+        // Writes failed lately (a full disk): a write of its own tells whether they work again.
+        if self.health.failure().is_some() {
+            match sqlx::query(PROBE_SQL).execute(&self.pool).await {
+                Ok(_) => self.health.worked(),
+                Err(e) => self.health.failed(&db_error(&e)),
+            }
+        }
+        self.health.failure().map_or(Ok(()), Err)
     }
 
     async fn purge_expired(&self) -> Result<(), StoreError> {
@@ -489,6 +502,7 @@ struct Batcher {
     backlog: Backlog,
     /// A background recount is under way.
     recounting: std::sync::atomic::AtomicBool,
+    health: Arc<WriteHealth>,
 }
 
 impl Batcher {
@@ -519,6 +533,7 @@ impl Batcher {
             }
             match result {
                 Ok(outcomes) => {
+                    self.health.worked();
                     let created = outcomes
                         .iter()
                         .flatten()
@@ -537,9 +552,10 @@ impl Batcher {
                 }
                 Err(e) => {
                     *self.lock_backlog() = None;
-                    tracing::error!(error = %e, batch = replies.len(), "write transaction failed");
+                    let error = db_error(&e);
+                    self.health.failed(&error);
                     for reply in replies {
-                        let _ = reply.send(Err(db_error(&e)));
+                        let _ = reply.send(Err(error.clone()));
                     }
                 }
             }

@@ -17,6 +17,11 @@ pub(crate) fn db_error(e: &sqlx::Error) -> StoreError {
         sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
             StoreError::Corrupt(e.to_string())
         }
+        sqlx::Error::Io(io) => crate::health::io_error("database I/O", io),
+        // PostgreSQL's disk_full; SQLite's SQLITE_FULL.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("53100" | "13")) => {
+            StoreError::DiskFull(e.to_string())
+        }
         _ => StoreError::Unavailable(e.to_string()),
     }
 }

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::StoreConfig;
 use crate::dedup::DedupKeys;
+use crate::health::{PROBE_SQL, WriteHealth};
 use crate::rows::{
     JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, queue_counts, record,
     secs_to_ms, thread_of, to_json,
@@ -53,6 +54,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     work: Arc<Notify>,
     maintenance: Maintenance,
+    /// Whether the writer's last write worked.
+    health: Arc<WriteHealth>,
     /// Background tasks (maintenance), stopped with the store.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -103,6 +106,7 @@ impl SqliteStore {
 
         let keys = DedupKeys::load(&write)?;
         let work = Arc::new(Notify::new());
+        let health = Arc::new(WriteHealth::default());
         let (tx, rx) = mpsc::channel(WRITER_CHANNEL);
         let writer = Writer {
             conn: write,
@@ -114,6 +118,7 @@ impl SqliteStore {
             wal: WalSync::start(wal_path(path), work.clone())?,
             backlog: None,
             keys,
+            health: health.clone(),
         };
         // The writer runs on a thread of its own, so that no pipeline stage busy on the shared runtime
         // ever delays a commit, and ingest's latency does not depend on what the workers are doing.
@@ -136,6 +141,7 @@ impl SqliteStore {
             tx,
             clock,
             work,
+            health,
             tasks,
         })
     }
@@ -375,7 +381,11 @@ impl Store for SqliteStore {
                 "the store's writer has stopped".into(),
             ));
         }
-        Ok(())
+        // Writes failed lately (a full disk): a write of its own tells whether they work again.
+        if self.health.failure().is_some() {
+            let _ = self.execute(vec![WriteQuery::new(PROBE_SQL)], false).await;
+        }
+        self.health.failure().map_or(Ok(()), Err)
     }
 
     async fn purge_expired(&self) -> Result<(), StoreError> {

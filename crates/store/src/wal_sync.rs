@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use aiops_model::StoreError;
 use tokio::sync::Notify;
 
+use crate::health::io_error;
+
 /// Sends a batch's replies: `Ok` once its WAL frames are on disk, `Err` if the sync failed.
-pub(crate) type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+pub(crate) type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 #[derive(Debug)]
 pub(crate) struct WalSync {
@@ -34,7 +37,9 @@ impl WalSync {
     /// Runs `deliver` after the next fsync of the WAL that starts after this call.
     pub fn after_sync(&self, deliver: Deliver) {
         if let Err(mpsc::SendError(deliver)) = self.tx.send(deliver) {
-            deliver(Err("the WAL sync thread has stopped".into()));
+            deliver(Err(StoreError::Unavailable(
+                "the WAL sync thread has stopped".into(),
+            )));
         }
     }
 }
@@ -43,11 +48,9 @@ fn run(path: &Path, mut file: File, rx: &mpsc::Receiver<Deliver>, work: &Notify)
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         group.extend(rx.try_iter());
-        let synced =
-            sync(path, &mut file).map_err(|e| format!("cannot fsync {}: {e}", path.display()));
-        if let Err(e) = &synced {
-            tracing::error!(error = %e, "WAL sync failed; the batch's writers get an error");
-        }
+        // A failure reaches each batch's writers, and the store's health logs it once.
+        let synced = sync(path, &mut file)
+            .map_err(|e| io_error(&format!("cannot fsync {}", path.display()), &e));
         for deliver in group {
             deliver(synced.clone());
         }

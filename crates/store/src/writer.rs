@@ -24,6 +24,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dedup::{DedupKeys, Holder, Taken};
+use crate::health::WriteHealth;
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::millis;
 use crate::wal_sync::WalSync;
@@ -134,6 +135,9 @@ fn write_error(e: &rusqlite::Error) -> StoreError {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            StoreError::DiskFull(e.to_string())
+        }
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -150,6 +154,8 @@ pub(crate) struct Writer {
     pub backlog: Option<(u64, Instant)>,
     /// The dedup keys not yet in the `dedup` table.
     pub keys: DedupKeys,
+    /// Whether writes work; logs each change once.
+    pub health: Arc<WriteHealth>,
 }
 
 /// Transactions at shutdown that write the dedup keys still in memory, at most; each writes
@@ -218,18 +224,20 @@ impl Writer {
         let (outcomes, answered, ended) = match self.write(&requests, statements, slice) {
             Ok(done) => done,
             Err(e) => {
-                tracing::error!(error = %e, batch = size, "write transaction failed");
                 // The transaction rolled back: nothing of this batch was written. The statements' reply
                 // channels were dropped with them, which tells each requester the store failed.
+                let error = write_error(&e);
+                self.health.failed(&error);
                 self.backlog = None;
                 for reply in enqueue_replies {
-                    let _ = reply.send(Err(write_error(&e)));
+                    let _ = reply.send(Err(error.clone()));
                 }
                 return false;
             }
         };
         if size == 0 {
             // Dedup keys alone: nobody waits for them, and the jobs they came from are durable.
+            self.health.worked();
             return true;
         }
         let created = outcomes
@@ -242,16 +250,19 @@ impl Writer {
             *count = (*count + created as u64).saturating_sub(ended);
         }
         // The commit returned before its fsync; the answers go out once the WAL is on disk.
+        let health = self.health.clone();
         self.wal.after_sync(Box::new(move |synced| match synced {
             Ok(()) => {
+                health.worked();
                 for (reply, outcome) in enqueue_replies.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
                 answered.into_iter().for_each(Answered::send);
             }
             Err(e) => {
+                health.failed(&e);
                 for reply in enqueue_replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
                 // Dropping the statements' reply channels tells each requester the store failed.
                 drop(answered);
