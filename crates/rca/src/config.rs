@@ -38,11 +38,12 @@ pub struct LlmConfig {
     pub timeout_secs: u64,
     /// Retries of a request that got 429, a 5xx or no answer in time.
     pub max_retries: u32,
-    /// LLM requests in flight at once, across all workers.
+    /// Analyses talking to the LLM at once, across all workers.
     pub concurrency: usize,
-    /// Requests per minute; 0 is unlimited.
+    /// HTTP requests per minute, retries and repair rounds included; 0 is unlimited.
     pub requests_per_minute: u32,
-    /// Tokens (prompt plus the completion bound) per minute; 0 is unlimited.
+    /// Tokens per minute, each request booked with its own estimate (its text plus the completion
+    /// bound); 0 is unlimited.
     pub tokens_per_minute: u32,
     /// The same group with the same context within this long reuses the analysis; 0 disables.
     pub cache_ttl_secs: u64,

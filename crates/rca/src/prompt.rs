@@ -131,7 +131,7 @@ mod tests {
         "abc.def",
         "tok_9f8e7d6c5b4a3210",
         "AKIAIOSFODNN7EXAMPLE",
-        "AIzaSyA1234567890abcdefghijklmnopqrstu",
+        "AIzaSyA1234567890abcdefghijklmnopqrstuv",
         "xoxb-1234567890-abcdefghij",
         "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXX",
         "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
