@@ -347,8 +347,8 @@ async fn no_canary_secret_survives_into_the_context() {
     }
 }
 
-#[tokio::test]
-async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
+/// A Loki that lists its labels at once and answers log queries after `secs` seconds.
+async fn slow_loki(secs: u64) -> MockServer {
     let server = MockServer::start().await;
     labels(&server, &["app"]).await;
     Mock::given(method("GET"))
@@ -356,10 +356,16 @@ async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(streams(json!({"app": "cart"}), &[]))
-                .set_delay(std::time::Duration::from_secs(5)),
+                .set_delay(std::time::Duration::from_secs(secs)),
         )
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test]
+async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
+    let server = slow_loki(5).await;
     let config = LokiConfig {
         timeout_secs: 1,
         ..loki_config(&server)
@@ -386,17 +392,7 @@ async fn a_slow_loki_is_cut_off_by_its_timeout_and_named_in_the_failures() {
 async fn the_deadline_names_every_query_it_cut_off() {
     // Loki lists its labels at once and then takes its time; Prometheus accepts connections and
     // never answers (a listener nobody serves).
-    let server = MockServer::start().await;
-    labels(&server, &["app"]).await;
-    Mock::given(method("GET"))
-        .and(path("/loki/api/v1/query_range"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(streams(json!({"app": "cart"}), &[]))
-                .set_delay(std::time::Duration::from_secs(20)),
-        )
-        .mount(&server)
-        .await;
+    let server = slow_loki(20).await;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let prometheus = PrometheusConfig {
         url: format!("http://{}", silent.local_addr().expect("addr")),
