@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::{app, telemetry};
+use crate::{app, eval, telemetry};
 
 /// aiops turns Alertmanager alerts into root-cause analyses.
 #[derive(Debug, Parser)]
@@ -40,6 +40,32 @@ enum Command {
     },
     /// Print the effective configuration with secrets masked, or say what is wrong with it.
     CheckConfig,
+    /// Run the scenario suite (eval/scenarios) through the real pipeline with the configured analyzer
+    /// and score it: facts found in the evidence, category, culprit, leaks, tokens, time and cost.
+    Eval {
+        /// The folder of scenarios, one sub-folder each.
+        #[arg(default_value = "eval/scenarios")]
+        dir: PathBuf,
+        /// Print the report as one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Run only this scenario (repeat for several).
+        #[arg(long = "scenario", value_name = "NAME")]
+        scenarios: Vec<String>,
+        /// Validate the scenarios instead of scoring aiops: the alert's expression holds at startsAt
+        /// and not long before, every fact is in the data, every secret is in the logs.
+        #[arg(long)]
+        check: bool,
+        /// Exit non-zero when the facts found over the facts expected fall below this (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        min_recall: f64,
+        /// Exit non-zero when the share of right categories falls below this (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        min_category: f64,
+        /// Exit non-zero when the share of analyses naming the culprit falls below this (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        min_culprit: f64,
+    },
     /// Exit 0 if the daemon's /health answers 200 (a container healthcheck without curl).
     Health {
         /// The daemon's base URL; default: `server.listen` on loopback.
@@ -65,6 +91,34 @@ pub fn main() -> anyhow::Result<()> {
         Command::Serve => {
             telemetry::init(&config.log)?;
             runtime()?.block_on(app::serve(config))
+        }
+        Command::Eval {
+            dir,
+            json,
+            scenarios,
+            check,
+            min_recall,
+            min_category,
+            min_culprit,
+        } => {
+            // The suite's own lines are the output; the stages' logs only at `error` unless asked.
+            let log = crate::config::LogConfig {
+                level: "error".into(),
+                ..config.log.clone()
+            };
+            telemetry::init(&log)?;
+            let run = eval::Run {
+                dir,
+                json,
+                scenarios,
+                check,
+                min: eval::Thresholds {
+                    recall: min_recall,
+                    category: min_category,
+                    culprit: min_culprit,
+                },
+            };
+            runtime()?.block_on(eval::main(config, run))
         }
         Command::Analyze { input, json, slack } => {
             telemetry::init(&config.log)?;

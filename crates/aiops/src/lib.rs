@@ -4,11 +4,13 @@
 //! - [`config`]: the composed configuration and its layered loading.
 //! - `telemetry`: the tracing subscriber.
 //! - `app`: builds the concrete store, stages and sinks, and runs the daemon.
-//! - `cli`: the subcommands `serve`, `analyze` and `check-config`.
+//! - `cli`: the subcommands `serve`, `analyze`, `check-config`, `eval` and `health`.
+//! - `eval`: `aiops eval`, the scenario suite run with the configured analyzer.
 #![forbid(unsafe_code)]
 
 mod app;
 mod cli;
+mod eval;
 pub mod config;
 mod telemetry;
 

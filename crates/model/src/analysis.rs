@@ -79,6 +79,9 @@ pub struct AnalyzerInfo {
     pub prompt_tokens: u32,
     #[serde(default)]
     pub completion_tokens: u32,
+    /// HTTP requests sent to the LLM for this analysis: retries and the repair round included.
+    #[serde(default)]
+    pub llm_requests: u32,
     #[serde(default)]
     pub latency_ms: u64,
     /// True when the configured analyzer failed and the rule-based one answered instead.

@@ -47,6 +47,10 @@ pub struct LlmConfig {
     pub tokens_per_minute: u32,
     /// The same group with the same context within this long reuses the analysis; 0 disables.
     pub cache_ttl_secs: u64,
+    /// US dollars per million prompt tokens, for the cost `aiops eval` reports; 0: not reported.
+    pub price_per_mtok_in: f64,
+    /// US dollars per million completion tokens.
+    pub price_per_mtok_out: f64,
 }
 
 impl Default for LlmConfig {
@@ -68,6 +72,8 @@ impl Default for LlmConfig {
             requests_per_minute: 0,
             tokens_per_minute: 0,
             cache_ttl_secs: 3600,
+            price_per_mtok_in: 0.0,
+            price_per_mtok_out: 0.0,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! response first, raw JSON when a provider's quirk (an unknown `finish_reason`, a missing field)
 //! makes the typed parse fail.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aiops_model::redact::Redactor;
@@ -85,15 +86,21 @@ impl LlmAnalyzer {
         })
     }
 
-    /// Asks the model, with one repair round when the answer does not validate.
-    async fn ask(&self, payload: &WebhookPayload, context: &Context) -> Result<Analysis, String> {
+    /// Asks the model, with one repair round when the answer does not validate. Counts every HTTP
+    /// request in `sent`, whatever the outcome.
+    async fn ask(
+        &self,
+        payload: &WebhookPayload,
+        context: &Context,
+        sent: &AtomicU32,
+    ) -> Result<Analysis, String> {
         let user = self.fitted_message(payload, context);
         let _slot = self.limits.slot().await;
         let mut messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessage::from(SYSTEM).into(),
             ChatCompletionRequestUserMessage::from(user).into(),
         ];
-        let first = self.complete(&messages).await?;
+        let first = self.complete(&messages, sent).await?;
         let mut info = AnalyzerInfo {
             name: "llm".into(),
             model: Some(self.config.model.clone()),
@@ -114,7 +121,7 @@ impl LlmAnalyzer {
             ))
             .into(),
         );
-        let second = self.complete(&messages).await?;
+        let second = self.complete(&messages, sent).await?;
         info.prompt_tokens += second.prompt_tokens;
         info.completion_tokens += second.completion_tokens;
         parse(&second.content, context, info)
@@ -171,7 +178,11 @@ impl LlmAnalyzer {
     /// sooner than a `Retry-After` says. Every attempt is booked against `llm.requests_per_minute`
     /// and `llm.tokens_per_minute` with its own estimate: the request's text and the completion it
     /// may return.
-    async fn complete(&self, messages: &[ChatCompletionRequestMessage]) -> Result<Reply, String> {
+    async fn complete(
+        &self,
+        messages: &[ChatCompletionRequestMessage],
+        sent: &AtomicU32,
+    ) -> Result<Reply, String> {
         let body = serde_json::to_value(self.request(messages))
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let estimate = tokens::estimate_u32(&body.to_string())
@@ -186,6 +197,7 @@ impl LlmAnalyzer {
             .take(self.config.max_retries as usize);
         let action = || async {
             self.limits.book(estimate).await;
+            sent.fetch_add(1, Ordering::Relaxed);
             self.send(&body, &retry_after).await
         };
         let text = RetryIf::start(strategy, action, |e: &CallError| {
@@ -292,14 +304,18 @@ impl Analyzer for LlmAnalyzer {
             cached.analyzer.prompt_tokens = 0;
             cached.analyzer.completion_tokens = 0;
             cached.analyzer.latency_ms = 0;
+            cached.analyzer.llm_requests = 0;
             return Ok(cached);
         }
         let started = Instant::now();
-        let result = self.ask(payload, context).await;
+        let sent = AtomicU32::new(0);
+        let result = self.ask(payload, context, &sent).await;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let llm_requests = sent.load(Ordering::Relaxed);
         match result {
             Ok(mut analysis) => {
                 analysis.analyzer.latency_ms = latency_ms;
+                analysis.analyzer.llm_requests = llm_requests;
                 self.cache.put(key, &analysis);
                 Ok(analysis)
             }
@@ -311,6 +327,7 @@ impl Analyzer for LlmAnalyzer {
                 analysis.analyzer.fallback_reason = Some(reason);
                 analysis.analyzer.model = Some(self.config.model.clone());
                 analysis.analyzer.latency_ms = latency_ms;
+                analysis.analyzer.llm_requests = llm_requests;
                 Ok(analysis)
             }
         }
