@@ -66,7 +66,9 @@ pub async fn main(config: Config, run: Run) -> anyhow::Result<()> {
             if o.category_right { "right" } else { "wrong" },
             o.category,
             if o.culprit_named { "named" } else { "missed" },
-            o.error.as_ref().map_or(String::new(), |e| format!(", FAILED: {e}"))
+            o.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(", FAILED: {e}"))
         );
     })
     .await;
@@ -90,14 +92,21 @@ pub async fn main(config: Config, run: Run) -> anyhow::Result<()> {
     if t.errors > 0 {
         below.push(format!("{} scenario runs failed", t.errors));
     }
-    anyhow::ensure!(below.is_empty(), "below the thresholds: {}", below.join(", "));
+    anyhow::ensure!(
+        below.is_empty(),
+        "below the thresholds: {}",
+        below.join(", ")
+    );
     Ok(())
 }
 
 async fn check(scenarios: &[aiops_eval::Scenario], json: bool) -> anyhow::Result<()> {
     let found = aiops_eval::check(scenarios).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&found).context("cannot print")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).context("cannot print")?
+        );
     }
     let bad: Vec<_> = found.iter().filter(|p| !p.problems.is_empty()).collect();
     for p in &bad {
@@ -106,7 +115,11 @@ async fn check(scenarios: &[aiops_eval::Scenario], json: bool) -> anyhow::Result
         }
     }
     if !json {
-        println!("{} scenarios checked, {} with problems", found.len(), bad.len());
+        println!(
+            "{} scenarios checked, {} with problems",
+            found.len(),
+            bad.len()
+        );
     }
     anyhow::ensure!(bad.is_empty(), "{} scenarios have problems", bad.len());
     Ok(())

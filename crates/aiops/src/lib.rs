@@ -10,8 +10,8 @@
 
 mod app;
 mod cli;
-mod eval;
 pub mod config;
+mod eval;
 mod telemetry;
 
 pub use cli::main;

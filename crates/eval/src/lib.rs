@@ -102,7 +102,10 @@ pub async fn run(
 }
 
 /// The data of `scenario` served at `now`: its Loki API and metadata, and Prometheus on its blocks.
-async fn serve(scenario: &Scenario, now: OffsetDateTime) -> Result<(DataServer, Prometheus), String> {
+async fn serve(
+    scenario: &Scenario,
+    now: OffsetDateTime,
+) -> Result<(DataServer, Prometheus), String> {
     let server = DataServer::start(scenario.log_entries(now)?, scenario.metadata_exposition())
         .map_err(|e| format!("cannot serve the scenario's logs: {e}"))?;
     let target = server.url.trim_start_matches("http://").to_owned();
@@ -196,7 +199,12 @@ fn failed(scenario: &Scenario, error: String) -> Outcome {
         scenario: scenario.name.clone(),
         facts_found: 0,
         facts_total: scenario.expect.facts.len(),
-        facts_missed: scenario.expect.facts.iter().map(|f| f.what.clone()).collect(),
+        facts_missed: scenario
+            .expect
+            .facts
+            .iter()
+            .map(|f| f.what.clone())
+            .collect(),
         category_expected: scenario.expect.category.clone(),
         category: String::new(),
         category_right: false,
@@ -273,7 +281,10 @@ async fn check_one(scenario: &Scenario) -> Result<Vec<String>, String> {
     let data = scenario.raw_data().to_lowercase();
     for fact in &scenario.expect.facts {
         if !fact.any.iter().any(|alt| score::mentions(&data, alt)) {
-            problems.push(format!("fact {:?}: none of {:?} is in the data", fact.what, fact.any));
+            problems.push(format!(
+                "fact {:?}: none of {:?} is in the data",
+                fact.what, fact.any
+            ));
         }
     }
     let logs = scenario.log_text();

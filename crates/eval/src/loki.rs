@@ -76,8 +76,18 @@ impl Range {
     /// `[start, end)` in nanoseconds; Loki's defaults are the last hour (queries) or six hours
     /// (labels), which the callers here always set.
     fn bounds(&self) -> Result<(i64, i64), String> {
-        let start = self.start.as_deref().map(timestamp).transpose()?.unwrap_or(i64::MIN);
-        let end = self.end.as_deref().map(timestamp).transpose()?.unwrap_or(i64::MAX);
+        let start = self
+            .start
+            .as_deref()
+            .map(timestamp)
+            .transpose()?
+            .unwrap_or(i64::MIN);
+        let end = self
+            .end
+            .as_deref()
+            .map(timestamp)
+            .transpose()?
+            .unwrap_or(i64::MAX);
         Ok((start, end))
     }
 }
@@ -86,7 +96,11 @@ impl Range {
 fn timestamp(s: &str) -> Result<i64, String> {
     if let Ok(ns) = s.parse::<i64>() {
         // Loki reads integers as nanoseconds, or as seconds when they are that short.
-        return Ok(if s.len() <= 10 { ns * 1_000_000_000 } else { ns });
+        return Ok(if s.len() <= 10 {
+            ns * 1_000_000_000
+        } else {
+            ns
+        });
     }
     if let Ok(secs) = s.parse::<f64>() {
         return Ok((secs * 1e9) as i64);
@@ -165,7 +179,12 @@ async fn query_range(data: web::Data<Arc<Data>>, range: web::Query<Range>) -> Ht
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let forward = match range.direction.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let forward = match range
+        .direction
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("backward") => false,
         Some("forward") => true,
         Some(other) => return bad_request(format!("invalid direction {other:?}")),
@@ -388,13 +407,18 @@ impl Parser<'_> {
         }
     }
     fn error(&self, what: &str) -> String {
-        format!("parse error at line 1, col {}: syntax error: {what}", self.at + 1)
+        format!(
+            "parse error at line 1, col {}: syntax error: {what}",
+            self.at + 1
+        )
     }
     fn ident(&mut self) -> Result<String, String> {
         let len = self
             .rest()
             .char_indices()
-            .find(|(i, c)| !(c.is_ascii_alphanumeric() || *c == '_') || (*i == 0 && c.is_ascii_digit()))
+            .find(|(i, c)| {
+                !(c.is_ascii_alphanumeric() || *c == '_') || (*i == 0 && c.is_ascii_digit())
+            })
             .map_or(self.rest().len(), |(i, _)| i);
         if len == 0 {
             return Err(self.error("expected a label name"));
@@ -428,7 +452,9 @@ impl Parser<'_> {
                     Some((_, 't')) => value.push('\t'),
                     Some((_, 'r')) => value.push('\r'),
                     Some((_, 'u')) => {
-                        let hex: String = (0..4).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
+                        let hex: String = (0..4)
+                            .filter_map(|_| chars.next().map(|(_, h)| h))
+                            .collect();
                         let code = u32::from_str_radix(&hex, 16)
                             .ok()
                             .and_then(char::from_u32)
@@ -462,15 +488,37 @@ mod tests {
 
     #[test]
     fn selectors_and_line_filters_follow_loki() {
-        let q = Query::parse(r#"{host="app-07", job=~"varlogs|syslog"} |= "error" != "debug" |~ "(?i)refused""#)
-            .expect("parses");
-        assert!(q.matches(&entry(&[("host", "app-07"), ("job", "varlogs")], "error: connection Refused")));
-        assert!(!q.matches(&entry(&[("host", "app-07"), ("job", "varlogs")], "error debug refused")));
-        assert!(!q.matches(&entry(&[("host", "app-070"), ("job", "varlogs")], "error refused")));
+        let q = Query::parse(
+            r#"{host="app-07", job=~"varlogs|syslog"} |= "error" != "debug" |~ "(?i)refused""#,
+        )
+        .expect("parses");
+        assert!(q.matches(&entry(
+            &[("host", "app-07"), ("job", "varlogs")],
+            "error: connection Refused"
+        )));
+        assert!(!q.matches(&entry(
+            &[("host", "app-07"), ("job", "varlogs")],
+            "error debug refused"
+        )));
+        assert!(!q.matches(&entry(
+            &[("host", "app-070"), ("job", "varlogs")],
+            "error refused"
+        )));
         // Regex matchers are anchored; a missing label is the empty string.
-        assert!(!q.selects(&[("host".to_owned(), "app-07".to_owned()), ("job".to_owned(), "varlogs2".to_owned())].into()));
+        assert!(
+            !q.selects(
+                &[
+                    ("host".to_owned(), "app-07".to_owned()),
+                    ("job".to_owned(), "varlogs2".to_owned())
+                ]
+                .into()
+            )
+        );
         let q = Query::parse(r#"{app!="", namespace="shop"} !~ "health""#).expect("parses");
-        assert!(q.matches(&entry(&[("app", "cart"), ("namespace", "shop")], "GET /cart 500")));
+        assert!(q.matches(&entry(
+            &[("app", "cart"), ("namespace", "shop")],
+            "GET /cart 500"
+        )));
         assert!(!q.matches(&entry(&[("namespace", "shop")], "GET /cart 500")));
         let q = Query::parse(r#"{app="a\"b\\c"}"#).expect("escapes");
         assert!(q.selects(&[("app".to_owned(), "a\"b\\c".to_owned())].into()));
@@ -490,5 +538,82 @@ mod tests {
             let err = Query::parse(bad).expect_err(bad);
             assert!(err.starts_with("parse error"), "{bad}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_http_api_answers_in_lokis_format() {
+        let logs = vec![
+            LogEntry {
+                ts_ns: 1_000,
+                ..entry(&[("host", "a"), ("job", "varlogs")], "old error")
+            },
+            LogEntry {
+                ts_ns: 2_000,
+                ..entry(&[("host", "a"), ("job", "varlogs")], "new error")
+            },
+            LogEntry {
+                ts_ns: 3_000,
+                ..entry(&[("host", "b"), ("job", "varlogs")], "error on b")
+            },
+            LogEntry {
+                ts_ns: 4_000,
+                ..entry(&[("host", "b"), ("job", "varlogs")], "fine")
+            },
+        ];
+        let server = DataServer::start(logs, "# TYPE up gauge\n".into()).expect("serves");
+        let get = |path: &str| {
+            let url = format!("{}{path}", server.url);
+            async move {
+                let r = reqwest::get(url).await.expect("answers");
+                (r.status().as_u16(), r.text().await.expect("body"))
+            }
+        };
+        let (status, body) = get("/loki/api/v1/query_range?query=%7Bjob%3D%22varlogs%22%7D%20%7C%3D%20%22error%22&start=0&end=10000&limit=2").await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(answer["status"], "success");
+        assert_eq!(answer["data"]["resultType"], "streams");
+        // Backward by default: the two newest matching lines, each stream with its own values.
+        let mut lines: Vec<(String, String)> = answer["data"]["result"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .flat_map(|s| {
+                let host = s["stream"]["host"].as_str().unwrap_or("").to_owned();
+                s["values"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |v| {
+                        (
+                            host.clone(),
+                            format!(
+                                "{}={}",
+                                v[0].as_str().unwrap_or(""),
+                                v[1].as_str().unwrap_or("")
+                            ),
+                        )
+                    })
+            })
+            .collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                ("a".into(), "2000=new error".into()),
+                ("b".into(), "3000=error on b".into())
+            ]
+        );
+        let (status, body) =
+            get("/loki/api/v1/query_range?query=%7Bjob%3D~%22.*%22%7D&start=0&end=10000").await;
+        assert_eq!(status, 400);
+        assert!(body.starts_with("parse error"), "{body}");
+        let (_, body) = get("/loki/api/v1/labels?start=0&end=10000").await;
+        assert_eq!(body, r#"{"data":["host","job"],"status":"success"}"#);
+        let (_, body) = get("/loki/api/v1/label/host/values?start=0.0000025&end=10000").await;
+        assert_eq!(body, r#"{"data":["b"],"status":"success"}"#);
+        let (_, body) = get("/metrics").await;
+        assert_eq!(body, "# TYPE up gauge\n");
     }
 }

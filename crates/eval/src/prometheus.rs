@@ -23,7 +23,9 @@ impl Drop for Prometheus {
 
 /// Says which package to install when `program` is missing.
 fn missing(program: &str, e: &std::io::Error) -> String {
-    format!("cannot run {program} ({e}): install the Debian package `prometheus` (apt-get install prometheus)")
+    format!(
+        "cannot run {program} ({e}): install the Debian package `prometheus` (apt-get install prometheus)"
+    )
 }
 
 /// Fails with a message naming the package when `prometheus` or `promtool` is not installed.
@@ -58,7 +60,8 @@ impl Prometheus {
         let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp folder: {e}"))?;
         let input = dir.path().join("metrics.om");
         let data = dir.path().join("data");
-        std::fs::write(&input, openmetrics).map_err(|e| format!("cannot write the metrics: {e}"))?;
+        std::fs::write(&input, openmetrics)
+            .map_err(|e| format!("cannot write the metrics: {e}"))?;
         let built = Command::new("promtool")
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&input)

@@ -80,7 +80,9 @@ impl Report {
             out.push_str(&format!(
                 "| {}{} | {}/{} | {category} | {} | {} | {} | {} | {}/{} | {} | {} | {} |\n",
                 o.scenario,
-                o.error.as_ref().map_or(String::new(), |e| format!(" (failed: {e})")),
+                o.error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" (failed: {e})")),
                 o.facts_found,
                 o.facts_total,
                 mark(o.culprit_named),

@@ -101,8 +101,8 @@ impl Scenario {
         };
         let alert: Value = serde_json::from_str(&read("alert.json")?)
             .map_err(|e| format!("{name}: alert.json: {e}"))?;
-        let expect: Expect =
-            toml::from_str(&read("expect.toml")?).map_err(|e| format!("{name}: expect.toml: {e}"))?;
+        let expect: Expect = toml::from_str(&read("expect.toml")?)
+            .map_err(|e| format!("{name}: expect.toml: {e}"))?;
         let logs = match dir.join("logs.jsonl").is_file() {
             true => read("logs.jsonl")?
                 .lines()
@@ -186,8 +186,8 @@ impl Scenario {
             .logs
             .iter()
             .map(|r| {
-                let at = relative(&r.ts, now)
-                    .map_err(|e| format!("{}: logs.jsonl: {e}", self.name))?;
+                let at =
+                    relative(&r.ts, now).map_err(|e| format!("{}: logs.jsonl: {e}", self.name))?;
                 Ok(LogEntry {
                     ts_ns: i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX),
                     labels: r.labels.clone(),
@@ -301,9 +301,11 @@ mod tests {
             name: "t".into(),
             dir: PathBuf::new(),
             alert: Value::Null,
-            metrics: "# TYPE up gauge\nup{instance=\"a b\"} 1 -60\nup{instance=\"a b\"} 0 -30.5\n".into(),
+            metrics: "# TYPE up gauge\nup{instance=\"a b\"} 1 -60\nup{instance=\"a b\"} 0 -30.5\n"
+                .into(),
             logs: Vec::new(),
-            expect: toml::from_str("description='d'\ncategory='network'\nculprit=['x']").expect("expect"),
+            expect: toml::from_str("description='d'\ncategory='network'\nculprit=['x']")
+                .expect("expect"),
         };
         let now = OffsetDateTime::from_unix_timestamp(1_000_000).expect("time");
         let om = scenario.openmetrics(now).expect("rewritten");

@@ -35,7 +35,11 @@ pub fn found(fact: &Fact, text: &str) -> bool {
 /// (`0.93` matches `0.931` and `0.93`, not `10.93`), anything else as a case-insensitive substring.
 pub fn mentions(lower: &str, alternative: &str) -> bool {
     match alternative.parse::<f64>() {
-        Ok(wanted) if alternative.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-') => {
+        Ok(wanted)
+            if alternative
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-') =>
+        {
             let decimals = alternative.split_once('.').map_or(0, |(_, d)| d.len());
             let tolerance = 0.5 * 10f64.powi(-(decimals as i32));
             numbers(lower).any(|n| (n - wanted).abs() < tolerance + 1e-12)
