@@ -299,8 +299,8 @@ what = "the file that grew"
 any = ["/var/log/nginx/access.log"]
 
 [[fact]]
-what = "the mount point filling"
-any = ["/var"]
+what = "the other edge host has room"
+any = ["edge-02"]
 
 [[fact]]
 what = "writes now fail"
@@ -1484,9 +1484,11 @@ def tomcat_threads_exhausted_export():
          (lambda t, u=u: 3.0 if u == "/api/export" and t >= start else (0.05 if u == "/api/export" else 40)),
          (lambda t, u=u: 55.0 if u == "/api/export" and t >= start else (0.4 if u == "/api/export" else (2.5 if t >= start + 120 else 0.06))))
         for p in pods for u in ("/api/export", "/api/reports/{id}")])
-    s.log_every(start, 0, 20, {"namespace": ns, "app": "report-web", "container": "report-web"},
+    # Grafana Alloy's OpenTelemetry pipeline: service_name, not app.
+    otel = {"service_name": "report-web", "service_namespace": ns, "k8s_pod_name": pods[0], "level": "INFO"}
+    s.log_every(start, 0, 20, otel,
                 lambda i, t: f"INFO  c.e.r.export.ExportController - GET /api/export?format=xlsx&range=all user=bi-sync-bot (synchronous, rows={1200000 + i})")
-    s.log_every(start + 120, 0, 30, {"namespace": ns, "app": "report-web", "container": "report-web"},
+    s.log_every(start + 120, 0, 30, {**otel, "level": "WARN"},
                 lambda i, t: "WARN  o.a.tomcat.util.threads.ThreadPoolExecutor - All threads [200] are currently busy, waiting. Increase maxThreads [200] or check the servlet status")
     a = alert('histogram_quantile(0.95, sum by (le, application) (rate(http_server_requests_seconds_bucket{application="report-web", uri!="/api/export"}[5m]))) > 1',
               {"alertname": "ReportWebSlow", "application": "report-web", "namespace": ns, "severity": "warning"},

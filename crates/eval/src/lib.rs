@@ -237,8 +237,8 @@ pub struct Problems {
 }
 
 /// Validates the scenarios themselves: the alert's own expression returns its series at `startsAt`
-/// on the scenario's data and not long before it; every fact is somewhere in the data; every secret
-/// occurs in the logs.
+/// on the scenario's data and not long before it; every fact is somewhere in the data and no word of
+/// it is in the alert itself; every secret occurs in the logs.
 pub async fn check(scenarios: &[Scenario]) -> Vec<Problems> {
     let mut all = Vec::new();
     for scenario in scenarios {
@@ -279,12 +279,22 @@ async fn check_one(scenario: &Scenario) -> Result<Vec<String>, String> {
         }
     }
     let data = scenario.raw_data().to_lowercase();
+    let alert = scenario.alert_text().to_lowercase();
     for fact in &scenario.expect.facts {
         if !fact.any.iter().any(|alt| score::mentions(&data, alt)) {
             problems.push(format!(
                 "fact {:?}: none of {:?} is in the data",
                 fact.what, fact.any
             ));
+        }
+        // A fact the alert already says is no finding of the evidence.
+        for alt in fact.any.iter().filter(|a| a.parse::<f64>().is_err()) {
+            if alert.contains(&alt.to_lowercase()) {
+                problems.push(format!(
+                    "fact {:?}: {alt:?} is in the alert itself",
+                    fact.what
+                ));
+            }
         }
     }
     let logs = scenario.log_text();

@@ -212,6 +212,11 @@ impl Scenario {
         text
     }
 
+    /// The alert payload as written, for `--check`.
+    pub fn alert_text(&self) -> String {
+        self.alert.to_string()
+    }
+
     /// The log lines alone, for `--check`.
     pub fn log_text(&self) -> String {
         self.logs.iter().map(|r| format!("{}\n", r.line)).collect()
