@@ -122,6 +122,18 @@ async fn main() {
         ))
         .mount(&loki)
         .await;
+    // Label values as Loki answers them: none here, so the stage maps labels by name.
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/loki/api/v1/label/[^/]+/values$",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "success", "data": []}))
+                .set_delay(std::time::Duration::ZERO),
+        )
+        .mount(&loki)
+        .await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(ResponseTemplate::new(200).set_body_json(lines()))

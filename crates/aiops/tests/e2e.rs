@@ -110,6 +110,7 @@ async fn fake_loki() -> MockServer {
         })))
         .mount(&loki)
         .await;
+    common::loki_label_values(&loki, Duration::ZERO).await;
     loki
 }
 

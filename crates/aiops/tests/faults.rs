@@ -197,6 +197,7 @@ async fn run(fault: Fault) -> Outcome {
         )
         .mount(&loki)
         .await;
+    common::loki_label_values(&loki, loki_delay).await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(

@@ -56,6 +56,7 @@ async fn canary_secrets_never_leave_where_they_belong() {
         )
         .mount(&loki)
         .await;
+    common::loki_label_values(&loki, std::time::Duration::ZERO).await;
     let now_ns = time::OffsetDateTime::now_utc()
         .unix_timestamp_nanos()
         .to_string();

@@ -163,6 +163,18 @@ async fn fakes(lines: &[(i64, String)]) -> (MockServer, MockServer) {
         )
         .mount(&loki)
         .await;
+    // Label values as Loki answers them: none here, so the stage maps labels by name.
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/loki/api/v1/label/[^/]+/values$",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "success", "data": []}))
+                .set_delay(METADATA),
+        )
+        .mount(&loki)
+        .await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(

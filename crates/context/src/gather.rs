@@ -17,7 +17,9 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::alert_evidence;
 use crate::budget::fit;
+use crate::candidates::logs;
 use crate::config::{ContextConfig, LokiConfig, PrometheusConfig};
+use crate::entities::Entities;
 use crate::escape::{matcher, quote};
 use crate::logs::{mine, truncate};
 use crate::loki::{Direction, LogLine, Loki};
@@ -40,6 +42,8 @@ const ERROR_LINES: &str = "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed?
 const ERROR_LEVELS: &str = "(?i)(error|err|fatal|critical|crit|panic|emerg|alert)";
 /// Log templates kept.
 const LOG_TEMPLATES: usize = 8;
+/// Loki labels whose values are read to find the group's streams, at most.
+const MAX_LOKI_LABELS: usize = 32;
 
 /// The context stage backed by Prometheus and Loki (either may be absent).
 #[derive(Debug)]
@@ -546,7 +550,10 @@ impl Gatherer {
         (queries, failures)
     }
 
-    /// Error-like lines over the window and a sample of lines just before the alert.
+    /// Error-like lines over the window and a sample of lines just before the alert, from the
+    /// streams whose label values name the group's workload or host (`candidates::logs`), else from
+    /// the labels `loki.labels` maps by name; and the host's own error-like lines when the workload
+    /// and the host are both known.
     async fn plan_loki(
         &self,
         labels: &BTreeMap<String, Vec<String>>,
@@ -555,60 +562,129 @@ impl Gatherer {
         let Some(loki) = &self.loki else {
             return (Vec::new(), Vec::new());
         };
-        let known = match loki
-            .labels(window.start * 1_000_000_000, window.end * 1_000_000_000)
-            .await
-        {
+        let (start, end) = (window.start * 1_000_000_000, window.end * 1_000_000_000);
+        let failure = |error: String| SourceFailure {
+            source: EvidenceSource::Loki,
+            query: None,
+            error,
+        };
+        let known = match loki.labels(start, end).await {
             Ok(known) => known,
             Err(e) => {
                 return (
                     Vec::new(),
-                    vec![SourceFailure {
-                        source: EvidenceSource::Loki,
-                        query: None,
-                        error: format!("cannot list Loki's labels: {e}"),
-                    }],
+                    vec![failure(format!("cannot list Loki's labels: {e}"))],
                 );
             }
         };
-        let Some(selector) = loki_selector(&self.loki_config, labels, &known) else {
-            return (
-                Vec::new(),
-                vec![SourceFailure {
-                    source: EvidenceSource::Loki,
-                    query: None,
-                    error: "no alert label maps to a label Loki has (see loki.labels)".into(),
-                }],
-            );
-        };
-        let level = self
-            .loki_config
-            .level_labels
+        let mut failures = Vec::new();
+        let names: Vec<&String> = known
             .iter()
-            .find(|l| known.contains(l));
-        let errors = match level {
-            Some(level) => format!(
-                "{{{}, {level}=~{}}}",
-                &selector[1..selector.len() - 1],
-                quote(ERROR_LEVELS)
-            ),
-            None => format!("{selector} |~ {}", quote(ERROR_LINES)),
+            .filter(|n| !n.starts_with("__"))
+            .take(MAX_LOKI_LABELS)
+            .collect();
+        let lookups = names.iter().map(|n| loki.label_values(n, start, end, None));
+        let mut values = BTreeMap::new();
+        for (name, answer) in names
+            .iter()
+            .zip(futures_util::future::join_all(lookups).await)
+        {
+            match answer {
+                Ok(v) => drop(values.insert((*name).clone(), v.into_iter().collect())),
+                Err(e) => failures.push(failure(format!(
+                    "cannot list the values of Loki's label {name}, so its streams were not matched: {e}"
+                ))),
+            }
+        }
+        let found = logs::selectors(&Entities::of(labels), &values);
+        let by_name = || loki_selector(&self.loki_config, labels, &known);
+        let Some(primary) = found
+            .workload
+            .clone()
+            .or(found.host.clone())
+            .or_else(by_name)
+        else {
+            failures.push(failure(
+                "no Loki label holds a value of the alerts' hosts, pods or workloads, and none maps by name (loki.labels)".into(),
+            ));
+            return (Vec::new(), failures);
         };
-        let queries = vec![
+        let mut queries = vec![
             Query {
                 id: "logs-errors".into(),
                 title: "Error-like log lines, as templates".into(),
-                text: errors,
+                text: self
+                    .errors_query(loki, &known, &primary, (start, end), &mut failures)
+                    .await,
                 purpose: Purpose::LogErrors,
             },
             Query {
                 id: "logs-recent".into(),
                 title: "The last log lines before the alert started".into(),
-                text: selector,
+                text: primary.clone(),
                 purpose: Purpose::LogRecent,
             },
         ];
-        (queries, Vec::new())
+        if let Some(host) = found.host.filter(|h| *h != primary) {
+            queries.push(Query {
+                id: "logs-host".into(),
+                title: "Error-like lines of the host (kernel, system services), as templates"
+                    .into(),
+                text: self
+                    .errors_query(loki, &known, &host, (start, end), &mut failures)
+                    .await,
+                purpose: Purpose::LogErrors,
+            });
+        }
+        (queries, failures)
+    }
+
+    /// Error-like lines of `selector`'s streams: by their level label when those streams carry an
+    /// error-like level, else by a case-insensitive regex over the line (also when the levels cannot
+    /// be read, which `failures` records).
+    async fn errors_query(
+        &self,
+        loki: &Loki,
+        known: &[String],
+        selector: &str,
+        window: (i64, i64),
+        failures: &mut Vec<SourceFailure>,
+    ) -> String {
+        let error_level = regex::Regex::new(&format!("^{ERROR_LEVELS}$")).ok();
+        for level in self
+            .loki_config
+            .level_labels
+            .iter()
+            .filter(|l| known.contains(l))
+        {
+            let levels = match loki
+                .label_values(level, window.0, window.1, Some(selector))
+                .await
+            {
+                Ok(levels) => levels,
+                Err(e) => {
+                    failures.push(SourceFailure {
+                        source: EvidenceSource::Loki,
+                        query: Some(selector.to_owned()),
+                        error: format!(
+                            "cannot read the {level} values of these streams; error lines are matched by their text: {e}"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            if levels
+                .iter()
+                .any(|v| error_level.as_ref().is_some_and(|re| re.is_match(v)))
+            {
+                return format!(
+                    "{{{}, {level}=~{}}}",
+                    &selector[1..selector.len() - 1],
+                    quote(ERROR_LEVELS)
+                );
+            }
+        }
+        format!("{selector} |~ {}", quote(ERROR_LINES))
     }
 
     /// Turns one answer into evidence (or a failure) in `context`.

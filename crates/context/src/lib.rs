@@ -10,11 +10,16 @@
 //! - [`series`], [`logs`], [`drain`]: compression of series (statistics, anomaly rank) and of log
 //!   lines (Drain templates); [`redact`]: secrets out; [`budget`]: the token budget.
 //! - [`alert_evidence`]: evidence read from the alerts alone (rule expression, annotations).
+//! - [`entities`]: what the group is about (hosts, pods, namespaces, workloads), as values.
+//! - `candidates`: where its evidence may be, found by those values (`candidates::logs`: the Loki
+//!   labels that hold them).
 #![forbid(unsafe_code)]
 
 pub mod budget;
+mod candidates;
 pub mod config;
 pub mod drain;
+pub mod entities;
 pub mod escape;
 mod gather;
 pub mod logs;

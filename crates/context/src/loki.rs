@@ -1,6 +1,6 @@
 //! The Loki source: `/loki/api/v1/labels` (cached) and `/loki/api/v1/query_range` for log lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ pub struct Loki {
     timeout: Duration,
     cache_ttl: Duration,
     labels: Mutex<Option<(Instant, Vec<String>)>>,
+    /// Values per label name, as `/label/<name>/values` answered for all streams.
+    values: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +85,7 @@ impl Loki {
             timeout,
             cache_ttl,
             labels: Mutex::new(None),
+            values: Mutex::new(HashMap::new()),
         })
     }
 
@@ -128,6 +131,47 @@ impl Loki {
         }
         *self.labels.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), answer.data.clone()));
+        Ok(answer.data)
+    }
+
+    /// The values of label `name` in the window: of every stream (cached), or of the streams
+    /// `selector` selects.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        start_ns: i64,
+        end_ns: i64,
+        selector: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        if selector.is_none()
+            && let Some((at, values)) = self
+                .values
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(values.clone());
+        }
+        let mut params = vec![("start", start_ns.to_string()), ("end", end_ns.to_string())];
+        if let Some(selector) = selector {
+            params.push(("query", selector.to_owned()));
+        }
+        // The name is a label name Loki listed: `[a-zA-Z_][a-zA-Z0-9_]*`, safe in a path.
+        let path = format!("/loki/api/v1/label/{name}/values");
+        let body = self.get(&path, &params).await?;
+        let answer: LabelsAnswer = serde_json::from_str(&body).map_err(|e| {
+            format!("Loki's /label/{name}/values answer is not what its API documents: {e}")
+        })?;
+        if answer.status != "success" {
+            return Err(format!("Loki answered status {:?}", answer.status));
+        }
+        if selector.is_none() {
+            self.values
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_owned(), (Instant::now(), answer.data.clone()));
+        }
         Ok(answer.data)
     }
 

@@ -13,6 +13,8 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NOW: i64 = 1_790_000_000;
+/// The stage's line filter for error-like lines, as it quotes it in LogQL.
+const ERROR_WORDS: &str = "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed? ?out|refused|denied|oom|killed|unavailable)";
 const STARTS_AT: i64 = NOW - 600;
 
 fn payload(labels: &[(&str, &str)]) -> WebhookPayload {
@@ -80,7 +82,9 @@ fn streams(stream: Value, lines: &[(i64, String)]) -> Value {
     })
 }
 
-async fn labels(server: &MockServer, names: &[&str]) {
+/// Loki's label names and each label's values (`/loki/api/v1/labels`, `/label/<name>/values`).
+async fn labels(server: &MockServer, labels: &[(&str, &[&str])]) {
+    let names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/labels"))
         .respond_with(
@@ -88,12 +92,31 @@ async fn labels(server: &MockServer, names: &[&str]) {
         )
         .mount(server)
         .await;
+    for (name, values) in labels {
+        Mock::given(method("GET"))
+            .and(path(format!("/loki/api/v1/label/{name}/values")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"status": "success", "data": values})),
+            )
+            .mount(server)
+            .await;
+    }
 }
 
 #[tokio::test]
 async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templates() {
     let server = MockServer::start().await;
-    labels(&server, &["namespace", "app", "level", "job"]).await;
+    labels(
+        &server,
+        &[
+            ("namespace", &["shop", "db"]),
+            ("app", &["cart", "checkout"]),
+            ("level", &["error", "info"]),
+            ("job", &["shop/cart", "db/postgres"]),
+        ],
+    )
+    .await;
     let errors = r#"{namespace="shop", app="cart", level=~"(?i)(error|err|fatal|critical|crit|panic|emerg|alert)"}"#;
     let mut lines = Vec::new();
     for i in 0..40 {
@@ -183,7 +206,7 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
 #[tokio::test]
 async fn an_injected_label_value_stays_inside_its_matcher() {
     let server = MockServer::start().await;
-    labels(&server, &["app"]).await;
+    labels(&server, &[("app", &["cart"])]).await;
     let hostile = "cart\"} |= \"\" or {app=~\".+";
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
@@ -243,7 +266,7 @@ async fn a_loki_outage_or_error_gives_a_partial_context() {
 
     // Loki answers a query with its plain-text error.
     let server = MockServer::start().await;
-    labels(&server, &["app"]).await;
+    labels(&server, &[("app", &["cart"])]).await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(
@@ -299,7 +322,7 @@ const PEM: &str =
 #[tokio::test]
 async fn no_canary_secret_survives_into_the_context() {
     let server = MockServer::start().await;
-    labels(&server, &["app"]).await;
+    labels(&server, &[("app", &["cart"])]).await;
     let mut lines: Vec<(i64, String)> = CANARIES
         .iter()
         .enumerate()
@@ -350,7 +373,7 @@ async fn no_canary_secret_survives_into_the_context() {
 /// A Loki that lists its labels at once and answers log queries after `secs` seconds.
 async fn slow_loki(secs: u64) -> MockServer {
     let server = MockServer::start().await;
-    labels(&server, &["app"]).await;
+    labels(&server, &[("app", &["cart"])]).await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(
@@ -462,4 +485,173 @@ async fn the_deadline_names_every_query_it_cut_off() {
         context.failures
     );
     drop(silent);
+}
+
+/// Answers every log query with `lines` of `stream`, unless a more specific mock answers first.
+async fn any_query_answers(server: &MockServer, stream: Value, lines: &[(i64, String)]) {
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(stream, lines)))
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
+/// The LogQL queries the stage sent.
+async fn log_queries(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/loki/api/v1/query_range")
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "query")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_instance_alert_finds_its_hosts_logs_under_another_label_and_not_a_louder_neighbour() {
+    let server = MockServer::start().await;
+    labels(
+        &server,
+        &[
+            ("job", &["varlogs"]),
+            ("host", &["app-06", "app-07", "app-070"]),
+            ("filename", &["/var/log/kern.log", "/var/log/syslog"]),
+        ],
+    )
+    .await;
+    // The neighbour app-06 is loud: every query that is not about app-07 gets its errors.
+    let noise: Vec<(i64, String)> = (0..30)
+        .map(|i| {
+            (
+                STARTS_AT - 900 + i * 20,
+                format!("disk error on sdb sector {i}"),
+            )
+        })
+        .collect();
+    any_query_answers(&server, json!({"job": "varlogs", "host": "app-06"}), &noise).await;
+    let oom = (
+        STARTS_AT - 30,
+        "kernel: Out of memory: Killed process 4242 (java)".to_owned(),
+    );
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            format!(r#"{{host="app-07"}} |~ "{}""#, ERROR_WORDS),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
+            json!({"job": "varlogs", "host": "app-07", "filename": "/var/log/kern.log"}),
+            &[oom],
+        )))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let group = payload(&[
+        ("alertname", "HostOutOfMemory"),
+        ("instance", "app-07:9100"),
+        ("job", "node"),
+    ]);
+    let context = gatherer(loki_config(&server), Vec::new())
+        .gather(&group)
+        .await
+        .expect("gathers");
+    let errors = context
+        .evidence("logs-errors")
+        .expect("the host's error lines");
+    assert!(
+        errors.summary.contains("Killed process"),
+        "{}",
+        errors.summary
+    );
+    assert!(
+        !errors.summary.contains("sdb"),
+        "the neighbour's lines: {}",
+        errors.summary
+    );
+    let queries = log_queries(&server).await;
+    assert!(!queries.is_empty());
+    for q in &queries {
+        assert!(
+            q.starts_with(r#"{host="app-07"}"#),
+            "only app-07, never app-070 or app-06: {q}"
+        );
+    }
+    assert!(context.failures.is_empty(), "{:#?}", context.failures);
+}
+
+#[tokio::test]
+async fn a_workload_is_found_under_the_label_its_pipeline_uses() {
+    let server = MockServer::start().await;
+    labels(
+        &server,
+        &[
+            ("service_name", &["report-web", "billing"]),
+            ("service_namespace", &["reports", "finance"]),
+            ("level", &["INFO", "WARN"]),
+        ],
+    )
+    .await;
+    any_query_answers(
+        &server,
+        json!({"service_name": "billing"}),
+        &[(STARTS_AT - 60, "ERROR billing ledger locked".to_owned())],
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            format!(
+                r#"{{service_namespace="reports", service_name="report-web"}} |~ "{}""#,
+                ERROR_WORDS
+            ),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
+            json!({"service_name": "report-web", "level": "WARN"}),
+            &[(
+                STARTS_AT - 200,
+                "export failed: request timed out after 60000 ms".to_owned(),
+            )],
+        )))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // The namespace is found by value too; the level label holds no error-like value here, so the
+    // lines are matched by their words.
+    let group = payload(&[
+        ("alertname", "ReportWebSlow"),
+        ("application", "report-web"),
+        ("namespace", "reports"),
+    ]);
+    let context = gatherer(loki_config(&server), Vec::new())
+        .gather(&group)
+        .await
+        .expect("gathers");
+    let errors = context
+        .evidence("logs-errors")
+        .expect("the workload's error lines");
+    assert!(
+        errors.summary.contains("export failed"),
+        "{}\n{:?}",
+        errors.summary,
+        log_queries(&server).await
+    );
+    assert!(!errors.summary.contains("ledger"), "{}", errors.summary);
+    assert_eq!(
+        errors.query.as_deref(),
+        Some(
+            format!(
+                r#"{{service_namespace="reports", service_name="report-web"}} |~ "{}""#,
+                ERROR_WORDS
+            )
+            .as_str()
+        )
+    );
 }

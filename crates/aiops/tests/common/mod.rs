@@ -381,3 +381,19 @@ pub fn distinct_group(n: usize) -> String {
     payload["alerts"][0]["fingerprint"] = Value::String(format!("ha-{n:05}"));
     payload.to_string()
 }
+
+/// Loki's `/loki/api/v1/label/<name>/values` on a fake Loki: no value for any label (the stage then
+/// maps the alert's labels to Loki's by name), after `delay`.
+pub async fn loki_label_values(loki: &wiremock::MockServer, delay: Duration) {
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/loki/api/v1/label/[^/]+/values$",
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"status": "success", "data": []}))
+                .set_delay(delay),
+        )
+        .mount(loki)
+        .await;
+}

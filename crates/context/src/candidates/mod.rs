@@ -1,0 +1,4 @@
+//! Where the evidence for an alert group may be, found from its entities rather than from label
+//! names fixed in advance.
+
+pub mod logs;

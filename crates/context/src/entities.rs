@@ -1,0 +1,144 @@
+//! What an alert group is about: its hosts, pods, namespaces and workloads, as values to look for
+//! wherever they are recorded. A log pipeline labels a host `host`, `hostname` or `node_name`, a
+//! workload `app`, `service_name` or `container`; the names differ, the values are the same, so the
+//! values are what the stage matches on (see `candidates::logs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Alert labels that name a host, possibly with a port, a scheme or a path around it.
+const HOST_LABELS: &[&str] = &["instance", "node", "hostname", "nodename", "host", "server"];
+/// Alert labels that name a workload.
+const WORKLOAD_LABELS: &[&str] = &[
+    "deployment",
+    "statefulset",
+    "daemonset",
+    "service",
+    "app",
+    "application",
+    "service_name",
+    "container",
+    "consumergroup",
+    "job",
+];
+
+/// The group's entities: each set holds the values the alerts carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entities {
+    pub hosts: BTreeSet<String>,
+    pub pods: BTreeSet<String>,
+    pub namespaces: BTreeSet<String>,
+    pub workloads: BTreeSet<String>,
+}
+
+impl Entities {
+    /// The entities of the alerts' labels (`labels`: every label name with its values across the
+    /// group).
+    pub fn of(labels: &BTreeMap<String, Vec<String>>) -> Self {
+        let values = |names: &[&str]| -> Vec<&str> {
+            names
+                .iter()
+                .filter_map(|n| labels.get(*n))
+                .flatten()
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        let mut hosts = BTreeSet::new();
+        for value in values(HOST_LABELS) {
+            if let Some(host) = host_of(value) {
+                // A log pipeline may know the host by its short name.
+                if let Some(short) = short_name(&host) {
+                    hosts.insert(short.to_owned());
+                }
+                hosts.insert(host);
+            }
+        }
+        Self {
+            hosts,
+            pods: values(&["pod"]).into_iter().map(str::to_owned).collect(),
+            namespaces: values(&["namespace"])
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            workloads: values(WORKLOAD_LABELS)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+            && self.pods.is_empty()
+            && self.namespaces.is_empty()
+            && self.workloads.is_empty()
+    }
+}
+
+/// The host in `value`: `app-07:9100` → `app-07`, `https://shop.example.com/health` →
+/// `shop.example.com`, `[::1]:9100` → `::1`, `redis://:pw@redis-0.svc:6379/0` → `redis-0.svc`.
+pub fn host_of(value: &str) -> Option<String> {
+    let rest = value.split_once("://").map_or(value, |(_, r)| r);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => match rest.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => rest,
+        },
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+/// The first label of a DNS name (`pg-0.pg.db.svc` → `pg-0`); none for an IP address or a name
+/// without dots.
+fn short_name(host: &str) -> Option<&str> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    host.split_once('.')
+        .map(|(first, _)| first)
+        .filter(|f| !f.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_ports_schemes_paths_and_credentials() {
+        assert_eq!(host_of("app-07:9100").as_deref(), Some("app-07"));
+        assert_eq!(
+            host_of("https://shop.example.com/health").as_deref(),
+            Some("shop.example.com")
+        );
+        assert_eq!(host_of("[::1]:9100").as_deref(), Some("::1"));
+        assert_eq!(
+            host_of("redis://:pw@redis-0.svc:6379/0").as_deref(),
+            Some("redis-0.svc")
+        );
+        assert_eq!(host_of("10.0.0.7").as_deref(), Some("10.0.0.7"));
+        assert_eq!(host_of(""), None);
+    }
+
+    #[test]
+    fn entities_come_from_the_labels_that_name_them() {
+        let labels: BTreeMap<String, Vec<String>> = [
+            ("instance", vec!["pg-0.pg.db.svc:9187", "10.0.0.7:9100"]),
+            ("namespace", vec!["shop"]),
+            ("pod", vec!["cart-7d9-x2"]),
+            ("service", vec!["cart"]),
+            ("severity", vec!["critical"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into_iter().map(String::from).collect()))
+        .collect();
+        let e = Entities::of(&labels);
+        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+        assert_eq!(e.hosts, set(&["10.0.0.7", "pg-0", "pg-0.pg.db.svc"]));
+        assert_eq!(e.pods, set(&["cart-7d9-x2"]));
+        assert_eq!(e.namespaces, set(&["shop"]));
+        assert_eq!(e.workloads, set(&["cart"]));
+    }
+}
