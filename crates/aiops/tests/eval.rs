@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The figures measured when the suite landed (docs/EVAL.md: 22 of 83 facts, 8 of 25 categories, 4 of
-/// 25 culprits); raise them whenever the figures rise. Counted, not compared as ratios: the suite is
+/// The figures measured last (docs/EVAL.md: 37 of 83 facts, 8 of 25 categories, 6 of 25 culprits);
+/// raise them whenever the figures rise. Counted, not compared as ratios: the suite is
 /// deterministic, and a count says exactly what regressed.
-const FLOOR_FACTS: u64 = 22;
+const FLOOR_FACTS: u64 = 37;
 const FLOOR_CATEGORY: u64 = 8;
-const FLOOR_CULPRIT: u64 = 4;
+const FLOOR_CULPRIT: u64 = 6;
 const SCENARIOS: usize = 25;
 
 fn eval(args: &[&str], env: &[(&str, String)]) -> Output {
