@@ -497,6 +497,17 @@ async fn any_query_answers(server: &MockServer, stream: Value, lines: &[(i64, St
         .await;
 }
 
+/// Answers the log query `query` (exactly) with `lines` of `stream`, before any catch-all.
+async fn query_answers(server: &MockServer, query: String, stream: Value, lines: &[(i64, String)]) {
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param("query", query))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(stream, lines)))
+        .with_priority(1)
+        .mount(server)
+        .await;
+}
+
 /// The LogQL queries the stage sent.
 async fn log_queries(server: &MockServer) -> Vec<String> {
     server
@@ -540,19 +551,13 @@ async fn an_instance_alert_finds_its_hosts_logs_under_another_label_and_not_a_lo
         STARTS_AT - 30,
         "kernel: Out of memory: Killed process 4242 (java)".to_owned(),
     );
-    Mock::given(method("GET"))
-        .and(path("/loki/api/v1/query_range"))
-        .and(query_param(
-            "query",
-            format!(r#"{{host="app-07"}} |~ "{}""#, ERROR_WORDS),
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
-            json!({"job": "varlogs", "host": "app-07", "filename": "/var/log/kern.log"}),
-            &[oom],
-        )))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    query_answers(
+        &server,
+        format!(r#"{{host="app-07"}} |~ "{}""#, ERROR_WORDS),
+        json!({"job": "varlogs", "host": "app-07", "filename": "/var/log/kern.log"}),
+        &[oom],
+    )
+    .await;
     let group = payload(&[
         ("alertname", "HostOutOfMemory"),
         ("instance", "app-07:9100"),
@@ -604,25 +609,19 @@ async fn a_workload_is_found_under_the_label_its_pipeline_uses() {
         &[(STARTS_AT - 60, "ERROR billing ledger locked".to_owned())],
     )
     .await;
-    Mock::given(method("GET"))
-        .and(path("/loki/api/v1/query_range"))
-        .and(query_param(
-            "query",
-            format!(
-                r#"{{service_namespace="reports", service_name="report-web"}} |~ "{}""#,
-                ERROR_WORDS
-            ),
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(streams(
-            json!({"service_name": "report-web", "level": "WARN"}),
-            &[(
-                STARTS_AT - 200,
-                "export failed: request timed out after 60000 ms".to_owned(),
-            )],
-        )))
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    query_answers(
+        &server,
+        format!(
+            r#"{{service_namespace="reports", service_name="report-web"}} |~ "{}""#,
+            ERROR_WORDS
+        ),
+        json!({"service_name": "report-web", "level": "WARN"}),
+        &[(
+            STARTS_AT - 200,
+            "export failed: request timed out after 60000 ms".to_owned(),
+        )],
+    )
+    .await;
     // The namespace is found by value too; the level label holds no error-like value here, so the
     // lines are matched by their words.
     let group = payload(&[
