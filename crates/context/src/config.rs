@@ -18,6 +18,9 @@ pub struct ContextConfig {
     pub max_tokens: usize,
     /// At most this many queries per alert group.
     pub max_queries: usize,
+    /// At most this many metrics found by discovery (the series that carry the group's hosts and
+    /// pods) are queried per group, within `max_queries`.
+    pub max_candidates: usize,
     /// Series kept per query, the most anomalous first.
     pub top_series: usize,
     /// The whole plan's deadline; queries still running then are reported as failed.
@@ -38,7 +41,8 @@ impl Default for ContextConfig {
             after_secs: 300,
             max_points: 250,
             max_tokens: 4000,
-            max_queries: 24,
+            max_queries: 40,
+            max_candidates: 16,
             top_series: 5,
             deadline_secs: 20,
             templates_file: String::new(),

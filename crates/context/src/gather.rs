@@ -1,7 +1,7 @@
 //! The context stage: plans queries from the alert group, runs them concurrently under a deadline,
 //! compresses what comes back into ranked evidence, redacts it and fits it into the token budget.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::alert_evidence;
 use crate::budget::fit;
-use crate::candidates::logs;
+use crate::candidates::{logs, metrics};
 use crate::config::{ContextConfig, LokiConfig, PrometheusConfig};
 use crate::entities::Entities;
 use crate::escape::{matcher, quote};
@@ -28,6 +28,7 @@ use crate::promql::{Rule, read_rule};
 use crate::series::{INCIDENT_LEAD, Series, Threshold, summarize};
 use crate::templates::{Template, load};
 use aiops_model::redact::Redactor;
+use prometheus_http_query::Selector;
 
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
 /// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.
@@ -60,13 +61,17 @@ pub struct Gatherer {
 /// What one query is for.
 #[derive(Debug, Clone)]
 enum Purpose {
-    Rule { threshold: Option<Threshold> },
+    Rule {
+        threshold: Option<Threshold>,
+    },
     Component,
     Template,
     Up,
     Alerts,
     LogErrors,
     LogRecent,
+    /// A metric found on the group's hosts or pods.
+    Discovered,
 }
 
 #[derive(Debug, Clone)]
@@ -300,9 +305,10 @@ impl Gatherer {
             started = queries.len();
         }
         // The rule's queries run meanwhile; their answers are read below.
-        let (prom_plan, loki_plan) = tokio::join!(
+        let (prom_plan, loki_plan, found) = tokio::join!(
             tokio::time::timeout_at(deadline.at, self.plan_prometheus(&rules, &labels, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, window))
+            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, window)),
+            tokio::time::timeout_at(deadline.at, self.plan_discovery(&rules, &labels, window))
         );
         let prom_plan = prom_plan.unwrap_or_else(|_| {
             let what = "listing the metrics and label names that plan the Prometheus queries";
@@ -318,11 +324,20 @@ impl Gatherer {
                 vec![deadline.failure(EvidenceSource::Loki, None, what)],
             )
         });
+        let found = found.unwrap_or_else(|_| {
+            let what = "listing the metrics of the group's hosts and pods";
+            (
+                Vec::new(),
+                vec![deadline.failure(EvidenceSource::Prometheus, None, what)],
+            )
+        });
         context
             .failures
-            .extend(prom_plan.1.into_iter().chain(loki_plan.1));
+            .extend(prom_plan.1.into_iter().chain(loki_plan.1).chain(found.1));
+        // Discovered metrics come last: the planned queries keep their places within the cap.
         let budget = self.config.max_queries.saturating_sub(queries.len());
-        queries.extend(prom_plan.0.into_iter().chain(loki_plan.0).take(budget));
+        let planned = prom_plan.0.into_iter().chain(loki_plan.0);
+        queries.extend(planned.chain(found.0).take(budget));
         for (i, q) in queries.iter().enumerate().skip(started) {
             pending.push(self.execute(i, q.clone(), window));
         }
@@ -547,6 +562,75 @@ impl Gatherer {
                 });
             }
         }
+        (queries, failures)
+    }
+
+    /// Metric discovery: every metric whose series carry the group's hosts or pods (`candidates::
+    /// metrics`), except the rule's own, at most `context.max_candidates`, each queried once.
+    async fn plan_discovery(
+        &self,
+        rules: &[Rule],
+        labels: &BTreeMap<String, Vec<String>>,
+        window: Window,
+    ) -> (Vec<Query>, Vec<SourceFailure>) {
+        let Some(prom) = &self.prometheus else {
+            return (Vec::new(), Vec::new());
+        };
+        let scopes = metrics::scopes(&Entities::of(labels));
+        if scopes.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let mut failures = Vec::new();
+        let lookups = scopes.iter().map(|scope| async move {
+            let selector = Selector::new().regex_eq(scope.label, scope.pattern.as_str());
+            prom.names_of(&selector, window.start, window.end).await
+        });
+        let (names, counters) =
+            tokio::join!(futures_util::future::join_all(lookups), prom.counters());
+        let counters = counters.unwrap_or_else(|e| {
+            failures.push(SourceFailure {
+                source: EvidenceSource::Prometheus,
+                query: None,
+                error: format!("cannot read the metrics' types (/api/v1/metadata); counters are told by their _total suffix: {e}"),
+            });
+            HashMap::new()
+        });
+        let own: HashSet<&str> = rules
+            .iter()
+            .flat_map(|r| r.selectors.iter().map(|s| s.metric.as_str()))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut queries = Vec::new();
+        for (scope, names) in scopes.iter().zip(names) {
+            let names = match names {
+                Ok(names) => names,
+                Err(e) => {
+                    failures.push(SourceFailure {
+                        source: EvidenceSource::Prometheus,
+                        query: Some(scope.matcher()),
+                        error: format!("cannot list the metrics of {}: {e}", scope.what),
+                    });
+                    continue;
+                }
+            };
+            for name in names {
+                if own.contains(name.as_str()) || !seen.insert(name.clone()) {
+                    continue;
+                }
+                let Some((text, title)) =
+                    metrics::query(&name, scope, counters.get(&name).copied())
+                else {
+                    continue;
+                };
+                queries.push(Query {
+                    id: format!("found-{}", queries.len() + 1),
+                    title,
+                    text,
+                    purpose: Purpose::Discovered,
+                });
+            }
+        }
+        queries.truncate(self.config.max_candidates);
         (queries, failures)
     }
 

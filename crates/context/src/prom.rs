@@ -19,6 +19,8 @@ pub struct Prometheus {
     metrics: Mutex<HashMap<String, (Instant, bool)>>,
     /// Metric name → the label names its series carry.
     labels: Mutex<HashMap<String, (Instant, HashSet<String>)>>,
+    /// Metric name → whether `/api/v1/metadata` calls it a counter.
+    counters: Mutex<Option<(Instant, HashMap<String, bool>)>>,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -46,6 +48,7 @@ impl Prometheus {
             cache_ttl,
             metrics: Mutex::default(),
             labels: Mutex::default(),
+            counters: Mutex::default(),
         })
     }
 
@@ -177,6 +180,54 @@ impl Prometheus {
             .unwrap_or_else(|e| e.into_inner())
             .insert(metric.to_owned(), (Instant::now(), names.clone()));
         Ok(names)
+    }
+}
+
+impl Prometheus {
+    /// The metric names with series that `selector` selects in the window.
+    pub async fn names_of(
+        &self,
+        selector: &Selector<'_>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, String> {
+        let request = self
+            .client
+            .label_values("__name__")
+            .selectors([selector])
+            .start(start)
+            .end(end)
+            .get();
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)
+    }
+
+    /// Metric name → whether it is a counter, from `/api/v1/metadata` (cached): what the scraped
+    /// targets declare, so a counter without `_total` is still read as one.
+    pub async fn counters(&self) -> Result<HashMap<String, bool>, String> {
+        if let Some((at, counters)) = &*self.counters.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < self.cache_ttl
+        {
+            return Ok(counters.clone());
+        }
+        let request = self.client.metric_metadata().limit_per_metric(1).get();
+        let counters: HashMap<String, bool> = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?
+            .into_iter()
+            .map(|(name, m)| {
+                let counter = m.first().is_some_and(|m| {
+                    m.metric_type() == prometheus_http_query::response::MetricType::Counter
+                });
+                (name, counter)
+            })
+            .collect();
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), counters.clone()));
+        Ok(counters)
     }
 }
 

@@ -77,6 +77,29 @@ fn openmetrics(now: i64, spike_at: i64) -> String {
             i += 1;
         }
     }
+    // process-exporter on every host (port 9256): on host-3 a batch job takes the CPU from the spike
+    // on; on host-1 a backup does too, on a host that is not alerting (the red herring).
+    text.push_str(
+        "# HELP namedprocess_namegroup_cpu_seconds_total Cpu user usage in seconds\n# TYPE namedprocess_namegroup_cpu_seconds_total counter\n",
+    );
+    for instance in INSTANCES {
+        for group in ["nginx", "batch-report", "backup"] {
+            let busy = |t: i64| match (instance, group) {
+                (SPIKING, "batch-report") | ("host-1", "backup") if t >= spike_at => 1.8,
+                (_, "nginx") => 0.1,
+                _ => 0.001,
+            };
+            let mut value = 1000.0;
+            let mut t = from - from % SCRAPE;
+            while t <= now - 60 {
+                value += busy(t) * SCRAPE as f64;
+                text.push_str(&format!(
+                    "namedprocess_namegroup_cpu_seconds_total{{groupname=\"{group}\",instance=\"{instance}:9256\",job=\"process-exporter\",mode=\"user\"}} {value} {t}\n"
+                ));
+                t += SCRAPE;
+            }
+        }
+    }
     text.push_str("# EOF\n");
     text
 }
@@ -334,6 +357,53 @@ async fn an_oversized_context_is_trimmed_and_keeps_the_anomaly() {
     let kept = &small.evidence[0];
     assert_eq!(kept.query.as_deref(), Some("demo_cpu_usage"));
     assert!(kept.summary.contains(SPIKING), "{}", kept.summary);
+    drop(prometheus);
+}
+
+#[tokio::test]
+async fn discovery_finds_the_process_on_the_alerting_host_and_not_a_busy_neighbour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let spike_at = now - 20 * 60 - (now % SCRAPE);
+    let prometheus = start_prometheus(dir.path(), now, spike_at);
+    wait_ready(&prometheus, dir.path()).await;
+    let starts_at = OffsetDateTime::from_unix_timestamp(spike_at + 60).expect("time");
+    let group = payload(vec![alert(SPIKING, "demo_cpu_usage > 0.9", starts_at)]);
+    let context = gatherer(&prometheus.url, 4000)
+        .gather(&group)
+        .await
+        .expect("gathers");
+    let found = context
+        .evidence
+        .iter()
+        .find(|e| e.title.contains("namedprocess_namegroup_cpu_seconds_total"))
+        .unwrap_or_else(|| panic!("no discovered process evidence: {:#?}", context.evidence));
+    assert!(found.title.contains(SPIKING), "{}", found.title);
+    let top = found.summary.lines().next().unwrap_or_default();
+    assert!(
+        top.contains("batch-report"),
+        "the culprit ranks first: {}",
+        found.summary
+    );
+    // host-3 runs an idle backup group too; host-1's busy one is not this host's.
+    let backup = found
+        .summary
+        .lines()
+        .find(|l| l.contains("\"backup\""))
+        .unwrap_or_default();
+    assert!(
+        backup.contains("flat"),
+        "only this host's idle backup: {}",
+        found.summary
+    );
+    for e in context
+        .evidence
+        .iter()
+        .filter(|e| e.id.starts_with("found-"))
+    {
+        assert!(!e.title.contains("host-1"), "the neighbour: {}", e.title);
+    }
+    assert!(context.failures.is_empty(), "{:#?}", context.failures);
     drop(prometheus);
 }
 

@@ -5,9 +5,10 @@ use aiops_model::{Analysis, Context, EvidenceSource};
 
 use crate::scenario::Fact;
 
-/// The text the analyzer was shown from Prometheus and Loki: what each evidence item found (its
-/// summary and excerpt). The alert's own evidence and the queries are left out: a fact must come
-/// from the data, not from the alert or from a label value aiops put into a query.
+/// The text the analyzer was shown from Prometheus and Loki: what each evidence item is and found
+/// (its title, summary and excerpt; a discovered metric is named in its title). The alert's own
+/// evidence and the queries are left out: a fact must come from the data, not from the alert or from
+/// a label value aiops put into a query (`--check` refuses a fact the alert itself states).
 pub fn evidence_text(context: &Context) -> String {
     let mut text = String::new();
     for e in context
@@ -15,6 +16,8 @@ pub fn evidence_text(context: &Context) -> String {
         .iter()
         .filter(|e| e.source != EvidenceSource::Alert)
     {
+        text.push_str(&e.title);
+        text.push('\n');
         text.push_str(&e.summary);
         text.push('\n');
         if let Some(x) = &e.excerpt {

@@ -2,3 +2,4 @@
 //! names fixed in advance.
 
 pub mod logs;
+pub mod metrics;
