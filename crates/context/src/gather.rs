@@ -258,6 +258,7 @@ impl Gatherer {
         context: &mut Collected,
     ) {
         let labels = label_values(payload);
+        let entities = Entities::of(&labels);
         let rules: Vec<(String, Result<Rule, String>)> = {
             let mut exprs: Vec<String> = payload
                 .alerts
@@ -307,8 +308,8 @@ impl Gatherer {
         // The rule's queries run meanwhile; their answers are read below.
         let (prom_plan, loki_plan, found) = tokio::join!(
             tokio::time::timeout_at(deadline.at, self.plan_prometheus(&rules, &labels, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_discovery(&rules, &labels, window))
+            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, &entities, window)),
+            tokio::time::timeout_at(deadline.at, self.plan_discovery(&rules, &entities, window))
         );
         let prom_plan = prom_plan.unwrap_or_else(|_| {
             let what = "listing the metrics and label names that plan the Prometheus queries";
@@ -570,13 +571,13 @@ impl Gatherer {
     async fn plan_discovery(
         &self,
         rules: &[Rule],
-        labels: &BTreeMap<String, Vec<String>>,
+        entities: &Entities,
         window: Window,
     ) -> (Vec<Query>, Vec<SourceFailure>) {
         let Some(prom) = &self.prometheus else {
             return (Vec::new(), Vec::new());
         };
-        let scopes = metrics::scopes(&Entities::of(labels));
+        let scopes = metrics::scopes(entities);
         if scopes.is_empty() {
             return (Vec::new(), Vec::new());
         }
@@ -641,6 +642,7 @@ impl Gatherer {
     async fn plan_loki(
         &self,
         labels: &BTreeMap<String, Vec<String>>,
+        entities: &Entities,
         window: Window,
     ) -> (Vec<Query>, Vec<SourceFailure>) {
         let Some(loki) = &self.loki else {
@@ -680,7 +682,7 @@ impl Gatherer {
                 ))),
             }
         }
-        let found = logs::selectors(&Entities::of(labels), &values);
+        let found = logs::selectors(entities, &values);
         let by_name = || loki_selector(&self.loki_config, labels, &known);
         let Some(primary) = found
             .workload

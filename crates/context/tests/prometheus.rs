@@ -326,15 +326,22 @@ async fn the_rules_expression_finds_the_spike_and_ranks_it_first() {
     drop(prometheus);
 }
 
+/// The known data in a real Prometheus, and an alert on the spiking host that started a minute after
+/// its spike, as the rule `demo_cpu_usage > 0.9` would fire.
+async fn spiking_host_alert(dir: &Path) -> (Prometheus, WebhookPayload) {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let spike_at = now - 20 * 60 - (now % SCRAPE);
+    let prometheus = start_prometheus(dir, now, spike_at);
+    wait_ready(&prometheus, dir).await;
+    let starts_at = OffsetDateTime::from_unix_timestamp(spike_at + 60).expect("time");
+    let group = payload(vec![alert(SPIKING, "demo_cpu_usage > 0.9", starts_at)]);
+    (prometheus, group)
+}
+
 #[tokio::test]
 async fn an_oversized_context_is_trimmed_and_keeps_the_anomaly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let spike_at = now - 20 * 60 - (now % SCRAPE);
-    let prometheus = start_prometheus(dir.path(), now, spike_at);
-    wait_ready(&prometheus, dir.path()).await;
-    let starts_at = OffsetDateTime::from_unix_timestamp(spike_at + 60).expect("time");
-    let group = payload(vec![alert(SPIKING, "demo_cpu_usage > 0.9", starts_at)]);
+    let (prometheus, group) = spiking_host_alert(dir.path()).await;
 
     let full = gatherer(&prometheus.url, 100_000)
         .gather(&group)
@@ -363,12 +370,7 @@ async fn an_oversized_context_is_trimmed_and_keeps_the_anomaly() {
 #[tokio::test]
 async fn discovery_finds_the_process_on_the_alerting_host_and_not_a_busy_neighbour() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let spike_at = now - 20 * 60 - (now % SCRAPE);
-    let prometheus = start_prometheus(dir.path(), now, spike_at);
-    wait_ready(&prometheus, dir.path()).await;
-    let starts_at = OffsetDateTime::from_unix_timestamp(spike_at + 60).expect("time");
-    let group = payload(vec![alert(SPIKING, "demo_cpu_usage > 0.9", starts_at)]);
+    let (prometheus, group) = spiking_host_alert(dir.path()).await;
     let context = gatherer(&prometheus.url, 4000)
         .gather(&group)
         .await
