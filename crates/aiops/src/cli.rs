@@ -56,6 +56,10 @@ enum Command {
         /// and not long before, every fact is in the data, every secret is in the logs.
         #[arg(long)]
         check: bool,
+        /// Include each scenario's evidence and source failures in the JSON report: what the
+        /// analyzer saw.
+        #[arg(long)]
+        evidence: bool,
         /// Exit non-zero when the facts found over the facts expected fall below this (0 to 1).
         #[arg(long, default_value_t = 0.0)]
         min_recall: f64,
@@ -97,6 +101,7 @@ pub fn main() -> anyhow::Result<()> {
             json,
             scenarios,
             check,
+            evidence,
             min_recall,
             min_category,
             min_culprit,
@@ -112,6 +117,7 @@ pub fn main() -> anyhow::Result<()> {
                 json,
                 scenarios,
                 check,
+                evidence,
                 min: eval::Thresholds {
                     recall: min_recall,
                     category: min_category,

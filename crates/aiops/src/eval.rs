@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aiops_eval::{Prices, Stages};
+use aiops_eval::{Options, Prices, Stages};
 use anyhow::Context as _;
 
 use crate::app;
@@ -16,6 +16,8 @@ pub struct Run {
     pub json: bool,
     pub scenarios: Vec<String>,
     pub check: bool,
+    /// Keep each scenario's evidence in the JSON report.
+    pub evidence: bool,
     pub min: Thresholds,
 }
 
@@ -50,13 +52,17 @@ pub async fn main(config: Config, run: Run) -> anyhow::Result<()> {
         let (context, analyzer) = app::analysis(&config).map_err(|e| format!("{e:#}"))?;
         Ok(Stages { context, analyzer })
     };
-    let prices = Prices {
-        per_mtok_in: config.llm.price_per_mtok_in,
-        per_mtok_out: config.llm.price_per_mtok_out,
+    let options = Options {
+        prices: Prices {
+            per_mtok_in: config.llm.price_per_mtok_in,
+            per_mtok_out: config.llm.price_per_mtok_out,
+        },
+        evidence: run.evidence,
+        max_prompt_tokens: config.llm.max_prompt_tokens,
     };
     let total = scenarios.len();
     let mut done = 0;
-    let report = aiops_eval::run(&scenarios, build, prices, |o| {
+    let report = aiops_eval::run(&scenarios, build, options, |o| {
         done += 1;
         eprintln!(
             "[{done}/{total}] {}: facts {}/{}, category {} ({}), culprit {}{}",

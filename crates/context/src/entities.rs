@@ -18,8 +18,14 @@ const WORKLOAD_LABELS: &[&str] = &[
     "service_name",
     "container",
     "consumergroup",
+    "horizontalpodautoscaler",
+    "ingress",
+    "cronjob",
+    "job_name",
     "job",
 ];
+/// Pods a workload resolves to, at most: enough to compare them, few enough for one regex.
+const MAX_RESOLVED_PODS: usize = 24;
 
 /// The group's entities: each set holds the values the alerts carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +34,8 @@ pub struct Entities {
     pub pods: BTreeSet<String>,
     pub namespaces: BTreeSet<String>,
     pub workloads: BTreeSet<String>,
+    /// Scrape jobs (`job`): a service's own metrics when no host is known.
+    pub jobs: BTreeSet<String>,
 }
 
 impl Entities {
@@ -64,7 +72,63 @@ impl Entities {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            jobs: values(&["job"]).into_iter().map(str::to_owned).collect(),
         }
+    }
+
+    /// The pods the workloads own, through kube-state-metrics' owner series: a pod owned directly
+    /// (StatefulSet, DaemonSet, Job) or through a ReplicaSet of a Deployment; at any time in the
+    /// window (`range`, e.g. `2100s`). `None` without workloads, or when `exists` says the series
+    /// are not there.
+    pub fn owners_query(&self, range: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
+        if !exists("kube_pod_owner") || !exists("kube_replicaset_owner") {
+            return None;
+        }
+        let workloads = alternation(&self.workloads)?;
+        let ns = alternation(&self.namespaces)
+            .map(|n| format!(", namespace=~\"({n})\""))
+            .unwrap_or_default();
+        Some(format!(
+            "last_over_time(kube_pod_owner{{owner_name=~\"({workloads})\"{ns}}}[{range}]) or on(namespace, pod) (last_over_time(kube_pod_owner{{owner_kind=\"ReplicaSet\"{ns}}}[{range}]) * on(namespace, owner_name) group_left() label_replace(last_over_time(kube_replicaset_owner{{owner_name=~\"({workloads})\"{ns}}}[{range}]), \"owner_name\", \"$1\", \"replicaset\", \"(.*)\"))"
+        ))
+    }
+
+    /// The nodes and host IPs of the pods (`kube_pod_info`), and each host's other names
+    /// (`node_uname_info`: the instance an exporter scrapes, the kernel's nodename).
+    pub fn hosts_query(&self, range: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(pods) = alternation(&self.pods).filter(|_| exists("kube_pod_info")) {
+            parts.push(format!(
+                "last_over_time(kube_pod_info{{pod=~\"({pods})\"}}[{range}])"
+            ));
+        }
+        if let Some(hosts) = alternation(&self.hosts).filter(|_| exists("node_uname_info")) {
+            parts.push(format!(
+                "last_over_time(node_uname_info{{instance=~\"({hosts})(:[0-9]+)?\"}}[{range}]) or last_over_time(node_uname_info{{nodename=~\"({hosts})\"}}[{range}])"
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(" or "))
+    }
+
+    /// Adds the pods and hosts that `labels` (one series of a resolution query) name; pods up to
+    /// [`MAX_RESOLVED_PODS`]. Returns whether anything was new.
+    pub fn absorb(&mut self, labels: &BTreeMap<String, String>) -> bool {
+        let mut new = false;
+        if let Some(pod) = labels.get("pod").filter(|p| !p.is_empty())
+            && self.pods.len() < MAX_RESOLVED_PODS
+        {
+            new |= self.pods.insert(pod.clone());
+        }
+        for name in ["node", "nodename", "host_ip", "instance"] {
+            let Some(host) = labels.get(name).and_then(|v| host_of(v)) else {
+                continue;
+            };
+            if let Some(short) = short_name(&host) {
+                new |= self.hosts.insert(short.to_owned());
+            }
+            new |= self.hosts.insert(host);
+        }
+        new
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,6 +137,16 @@ impl Entities {
             && self.namespaces.is_empty()
             && self.workloads.is_empty()
     }
+}
+
+/// The values as a literal regex alternation (see `candidates::metrics::literal`); `None` when
+/// there is none.
+fn alternation(values: &BTreeSet<String>) -> Option<String> {
+    let parts: Vec<String> = values
+        .iter()
+        .filter_map(|v| crate::candidates::metrics::literal(v))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("|"))
 }
 
 /// The host in `value`: `app-07:9100` → `app-07`, `https://shop.example.com/health` →

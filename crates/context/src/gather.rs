@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::alert_evidence;
 use crate::budget::fit;
-use crate::candidates::{logs, metrics};
+use crate::candidates::{logs, metrics, pairs};
 use crate::config::{ContextConfig, LokiConfig, PrometheusConfig};
 use crate::entities::Entities;
 use crate::escape::{matcher, quote};
@@ -25,10 +25,12 @@ use crate::logs::{mine, truncate};
 use crate::loki::{Direction, LogLine, Loki};
 use crate::prom::Prometheus;
 use crate::promql::{Rule, read_rule};
-use crate::series::{INCIDENT_LEAD, Series, Threshold, summarize};
+use crate::rank::{self, Rank, Tier};
+use crate::series::{
+    Frame, INCIDENT_LEAD, Series, SeriesSummary, Threshold, summarize, summarize_in,
+};
 use crate::templates::{Template, load};
 use aiops_model::redact::Redactor;
-use prometheus_http_query::Selector;
 
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
 /// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.
@@ -61,17 +63,13 @@ pub struct Gatherer {
 /// What one query is for.
 #[derive(Debug, Clone)]
 enum Purpose {
-    Rule {
-        threshold: Option<Threshold>,
-    },
+    Rule { threshold: Option<Threshold> },
     Component,
     Template,
     Up,
     Alerts,
     LogErrors,
     LogRecent,
-    /// A metric found on the group's hosts or pods.
-    Discovered,
 }
 
 #[derive(Debug, Clone)]
@@ -96,16 +94,22 @@ enum Answer {
     Lines(Vec<LogLine>),
 }
 
-/// What the queries produced so far: evidence with its rank score, and failures.
+/// What the queries produced so far: evidence with its rank, and failures.
 #[derive(Debug, Default)]
 struct Collected {
-    evidence: Vec<(f64, Evidence)>,
+    evidence: Vec<(Rank, Evidence)>,
     failures: Vec<SourceFailure>,
 }
 
-/// Evidence read from the alerts themselves (the rule text, the annotations) ranks below the rule's
-/// graph and correlated alerts, which carry the anomaly, and above everything else.
-const ALERT_EVIDENCE_SCORE: f64 = 5e6;
+/// The series that relate a workload to its pods, a pod to its node, a host to its other names.
+const RESOLVERS: &[&str] = &[
+    "kube_pod_owner",
+    "kube_replicaset_owner",
+    "kube_pod_info",
+    "node_uname_info",
+];
+/// Metric names in one discovery batch, at most.
+const BATCH_NAMES: usize = 100;
 
 type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Result<Answer, String>)> + Send + 'a>>;
 
@@ -249,7 +253,8 @@ fn values_of<'a>(labels: &'a BTreeMap<String, Vec<String>>, name: &str) -> Vec<&
 
 impl Gatherer {
     /// Plans and runs everything, adding evidence and failures to `collected` as answers arrive, so
-    /// that what finished before the deadline is kept and what did not is named.
+    /// that what finished before the deadline is kept and what did not is named. The planned
+    /// queries and the discovery run side by side.
     async fn run(
         &self,
         payload: &WebhookPayload,
@@ -259,6 +264,17 @@ impl Gatherer {
     ) {
         let labels = label_values(payload);
         let entities = Entities::of(&labels);
+        let rules = self.rules(payload, context);
+        let ((), discovered) = tokio::join!(
+            self.run_planned(&rules, &labels, &entities, window, deadline, context),
+            self.discover(&rules, &entities, window, deadline)
+        );
+        context.evidence.extend(discovered.evidence);
+        context.failures.extend(discovered.failures);
+    }
+
+    /// The rules of the group's alerts that parse; those that do not are failures.
+    fn rules(&self, payload: &WebhookPayload, context: &mut Collected) -> Vec<Rule> {
         let rules: Vec<(String, Result<Rule, String>)> = {
             let mut exprs: Vec<String> = payload
                 .alerts
@@ -281,7 +297,19 @@ impl Gatherer {
                 });
             }
         }
-        let rules: Vec<Rule> = rules.into_iter().filter_map(|(_, r)| r.ok()).collect();
+        rules.into_iter().filter_map(|(_, r)| r.ok()).collect()
+    }
+
+    /// The rule's own queries, the planned ones (components, neighbours, templates) and the logs.
+    async fn run_planned(
+        &self,
+        rules: &[Rule],
+        labels: &BTreeMap<String, Vec<String>>,
+        entities: &Entities,
+        window: Window,
+        deadline: Deadline,
+        context: &mut Collected,
+    ) {
         let mut queries: Vec<Query> = Vec::new();
         // The rule's own expressions need no lookup: start them at once, alongside the lookups.
         for (i, rule) in rules.iter().enumerate() {
@@ -306,10 +334,9 @@ impl Gatherer {
             started = queries.len();
         }
         // The rule's queries run meanwhile; their answers are read below.
-        let (prom_plan, loki_plan, found) = tokio::join!(
-            tokio::time::timeout_at(deadline.at, self.plan_prometheus(&rules, &labels, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_loki(&labels, &entities, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_discovery(&rules, &entities, window))
+        let (prom_plan, loki_plan) = tokio::join!(
+            tokio::time::timeout_at(deadline.at, self.plan_prometheus(rules, labels, window)),
+            tokio::time::timeout_at(deadline.at, self.plan_loki(labels, entities, window)),
         );
         let prom_plan = prom_plan.unwrap_or_else(|_| {
             let what = "listing the metrics and label names that plan the Prometheus queries";
@@ -325,20 +352,12 @@ impl Gatherer {
                 vec![deadline.failure(EvidenceSource::Loki, None, what)],
             )
         });
-        let found = found.unwrap_or_else(|_| {
-            let what = "listing the metrics of the group's hosts and pods";
-            (
-                Vec::new(),
-                vec![deadline.failure(EvidenceSource::Prometheus, None, what)],
-            )
-        });
         context
             .failures
-            .extend(prom_plan.1.into_iter().chain(loki_plan.1).chain(found.1));
-        // Discovered metrics come last: the planned queries keep their places within the cap.
+            .extend(prom_plan.1.into_iter().chain(loki_plan.1));
         let budget = self.config.max_queries.saturating_sub(queries.len());
         let planned = prom_plan.0.into_iter().chain(loki_plan.0);
-        queries.extend(planned.chain(found.0).take(budget));
+        queries.extend(planned.take(budget));
         for (i, q) in queries.iter().enumerate().skip(started) {
             pending.push(self.execute(i, q.clone(), window));
         }
@@ -566,73 +585,280 @@ impl Gatherer {
         (queries, failures)
     }
 
-    /// Metric discovery: every metric whose series carry the group's hosts or pods (`candidates::
-    /// metrics`), except the rule's own, at most `context.max_candidates`, each queried once.
-    async fn plan_discovery(
+    /// Discovery (`candidates::metrics`): the group's entities widened through the series that
+    /// relate them (a workload's pods, a pod's node, a host's other names), every metric whose
+    /// series carry them fetched in a batch per scope and kind, every series scored; the best
+    /// `context.max_candidates` metrics become evidence, and each usage found next to its limit
+    /// (`candidates::pairs`) becomes a share.
+    async fn discover(
         &self,
         rules: &[Rule],
         entities: &Entities,
         window: Window,
-    ) -> (Vec<Query>, Vec<SourceFailure>) {
+        deadline: Deadline,
+    ) -> Collected {
+        let mut out = Collected::default();
         let Some(prom) = &self.prometheus else {
-            return (Vec::new(), Vec::new());
+            return out;
         };
-        let scopes = metrics::scopes(entities);
-        if scopes.is_empty() {
-            return (Vec::new(), Vec::new());
+        let failure = |query: Option<String>, error: String| SourceFailure {
+            source: EvidenceSource::Prometheus,
+            query,
+            error,
+        };
+        // 1. Entities through series: owners before pods' nodes, which need the pods.
+        let mut entities = entities.clone();
+        let range = format!("{}s", (window.end - window.start).max(60));
+        let resolvers: Vec<String> = RESOLVERS.iter().map(|m| (*m).to_owned()).collect();
+        let exists = match tokio::time::timeout_at(
+            deadline.at,
+            prom.existing(&resolvers, window.start, window.end),
+        )
+        .await
+        {
+            Ok(Ok(exists)) => exists,
+            Ok(Err(e)) => {
+                out.failures.push(failure(None, format!("cannot tell whether the series that relate pods, workloads and hosts exist, so the entities were not widened: {e}")));
+                HashSet::new()
+            }
+            Err(_) => {
+                let what = "listing the series that relate pods, workloads and hosts";
+                out.failures
+                    .push(deadline.failure(EvidenceSource::Prometheus, None, what));
+                return out;
+            }
+        };
+        let exists = |m: &str| exists.contains(m);
+        for step in 0..2 {
+            let (query, what) = match step {
+                0 => (
+                    entities.owners_query(&range, exists),
+                    "the workloads' pods (kube_pod_owner)",
+                ),
+                _ => (
+                    entities.hosts_query(&range, exists),
+                    "the pods' nodes and the hosts' names (kube_pod_info, node_uname_info)",
+                ),
+            };
+            let Some(query) = query else { continue };
+            match tokio::time::timeout_at(deadline.at, prom.instant(&query, window.end)).await {
+                Ok(Ok(series)) => {
+                    for s in &series {
+                        entities.absorb(&s.labels);
+                    }
+                }
+                Ok(Err(e)) => out
+                    .failures
+                    .push(failure(Some(query), format!("cannot resolve {what}: {e}"))),
+                Err(_) => {
+                    let what = format!("resolving {what}");
+                    out.failures.push(deadline.failure(
+                        EvidenceSource::Prometheus,
+                        Some(query),
+                        &what,
+                    ));
+                    return out;
+                }
+            }
         }
-        let mut failures = Vec::new();
+        // 2. The metric names of each scope, and which are counters.
+        let scopes = metrics::scopes(&entities);
+        if scopes.is_empty() {
+            return out;
+        }
         let lookups = scopes.iter().map(|scope| async move {
-            let selector = Selector::new().regex_eq(scope.label, scope.pattern.as_str());
-            prom.names_of(&selector, window.start, window.end).await
+            prom.names_of(&scope.selectors(), window.start, window.end)
+                .await
         });
-        let (names, counters) =
-            tokio::join!(futures_util::future::join_all(lookups), prom.counters());
+        let listed = tokio::time::timeout_at(
+            deadline.at,
+            futures_util::future::join(futures_util::future::join_all(lookups), prom.counters()),
+        )
+        .await;
+        let Ok((names, counters)) = listed else {
+            let what = "listing the metrics of the group's pods, hosts and workloads";
+            out.failures
+                .push(deadline.failure(EvidenceSource::Prometheus, None, what));
+            return out;
+        };
         let counters = counters.unwrap_or_else(|e| {
-            failures.push(SourceFailure {
-                source: EvidenceSource::Prometheus,
-                query: None,
-                error: format!("cannot read the metrics' types (/api/v1/metadata); counters are told by their _total suffix: {e}"),
-            });
+            out.failures.push(failure(None, format!("cannot read the metrics' types (/api/v1/metadata); counters are told by their _total suffix: {e}")));
             HashMap::new()
         });
+        // 3. Each name in the first (most specific) scope that has it, batched by kind.
+        let mut seen = HashSet::new();
+        let mut batches: Vec<(usize, metrics::Kind, Vec<String>)> = Vec::new();
+        for (i, (scope, names)) in scopes.iter().zip(names).enumerate() {
+            let names = match names {
+                Ok(names) => names,
+                Err(e) => {
+                    out.failures.push(failure(
+                        None,
+                        format!("cannot list the metrics of {}: {e}", scope.what),
+                    ));
+                    continue;
+                }
+            };
+            let mut by_kind: BTreeMap<metrics::Kind, Vec<String>> = BTreeMap::new();
+            for name in names {
+                if let Some(kind) = metrics::kind(&name, counters.get(&name).copied())
+                    && seen.insert(name.clone())
+                {
+                    by_kind.entry(kind).or_default().push(name);
+                }
+            }
+            for (kind, names) in by_kind {
+                for chunk in names.chunks(BATCH_NAMES) {
+                    batches.push((i, kind, chunk.to_vec()));
+                }
+            }
+        }
+        // 4. The batches, concurrently, until the deadline.
+        let mut pending: FuturesUnordered<_> = batches
+            .iter()
+            .enumerate()
+            .map(|(b, (scope, _, names))| {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let query = metrics::batch(&names, &scopes[*scope]);
+                // A counter's rate needs a span behind the window's first point.
+                let from = match batches[b].1 {
+                    metrics::Kind::Counter => window.start - i64::from(metrics::RATE_SECS),
+                    metrics::Kind::Gauge => window.start,
+                };
+                async move {
+                    let answer = prom.range_post(&query, from, window.end, window.step).await;
+                    (b, answer)
+                }
+            })
+            .collect();
+        let mut fetched: Vec<(usize, metrics::Kind, Vec<Series>)> = Vec::new();
+        let mut unanswered = vec![true; batches.len()];
+        loop {
+            match tokio::time::timeout_at(deadline.at, pending.next()).await {
+                Ok(Some((b, answer))) => {
+                    unanswered[b] = false;
+                    let (scope, kind, names) = &batches[b];
+                    match answer {
+                        Ok(series) => fetched.push((
+                            *scope,
+                            *kind,
+                            match kind {
+                                metrics::Kind::Counter => {
+                                    metrics::rates(series, window.start as f64)
+                                }
+                                metrics::Kind::Gauge => series,
+                            },
+                        )),
+                        Err(e) => out.failures.push(failure(
+                            Some(names.join(", ")),
+                            format!("cannot fetch these metrics of {}: {e}", scopes[*scope].what),
+                        )),
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    for (b, _) in unanswered.iter().enumerate().filter(|(_, u)| **u) {
+                        let (scope, _, names) = &batches[b];
+                        let what = format!("fetching these metrics of {}", scopes[*scope].what);
+                        out.failures.push(deadline.failure(
+                            EvidenceSource::Prometheus,
+                            Some(names.join(", ")),
+                            &what,
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        // 5. Every metric scored; the best become evidence, the pairs shares.
         let own: HashSet<&str> = rules
             .iter()
             .flat_map(|r| r.selectors.iter().map(|s| s.metric.as_str()))
             .collect();
-        let mut seen = HashSet::new();
-        let mut queries = Vec::new();
-        for (scope, names) in scopes.iter().zip(names) {
-            let names = match names {
-                Ok(names) => names,
-                Err(e) => {
-                    failures.push(SourceFailure {
-                        source: EvidenceSource::Prometheus,
-                        query: Some(scope.matcher()),
-                        error: format!("cannot list the metrics of {}: {e}", scope.what),
-                    });
-                    continue;
-                }
-            };
-            for name in names {
-                if own.contains(name.as_str()) || !seen.insert(name.clone()) {
-                    continue;
-                }
-                let Some((text, title)) =
-                    metrics::query(&name, scope, counters.get(&name).copied())
-                else {
+        let frame = Frame {
+            start: window.start as f64,
+            alert: window.alert as f64,
+            end: window.end as f64,
+            step: window.step,
+        };
+        let mut by_name: BTreeMap<String, (usize, metrics::Kind, Vec<Series>)> = BTreeMap::new();
+        for (scope, kind, series) in fetched {
+            for s in series {
+                let Some(name) = s.labels.get("__name__").cloned() else {
                     continue;
                 };
-                queries.push(Query {
-                    id: format!("found-{}", queries.len() + 1),
-                    title,
-                    text,
-                    purpose: Purpose::Discovered,
-                });
+                by_name
+                    .entry(name)
+                    .or_insert_with(|| (scope, kind, Vec::new()))
+                    .2
+                    .push(s);
             }
         }
-        queries.truncate(self.config.max_candidates);
-        (queries, failures)
+        let mut found: Vec<(Rank, Evidence)> = Vec::new();
+        for (name, (scope, kind, series)) in &by_name {
+            if own.contains(name.as_str()) {
+                continue;
+            }
+            let ranked = summarize_in(series, frame, None);
+            let Some(top) = ranked.first() else { continue };
+            let alternative = series
+                .iter()
+                .find(|s| {
+                    s.labels
+                        .iter()
+                        .all(|(k, v)| top.labels.get(k).is_none_or(|t| t == v))
+                })
+                .map_or(&[][..], |s| scopes[*scope].alternative_of(s));
+            let (text, title) = metrics::shown(name, alternative, *kind, &scopes[*scope].what);
+            let summary = self.series_lines(&ranked, None);
+            let rank = Rank::new(Tier::of_score(top.score), top.score);
+            found.push((
+                rank,
+                evidence(format!("found-{}", found.len() + 1), title, text, summary),
+            ));
+        }
+        found.sort_by(|a, b| Rank::descending(&a.0, &b.0));
+        found.truncate(self.config.max_candidates);
+        out.evidence.extend(found);
+        let series_by_name: HashMap<String, Vec<Series>> = by_name
+            .into_iter()
+            .map(|(name, (_, _, series))| (name, series))
+            .collect();
+        let names: Vec<&str> = series_by_name.keys().map(String::as_str).collect();
+        for (n, pair) in pairs::pairs_among(&names).iter().enumerate() {
+            let shares = pairs::shares(pair, &series_by_name);
+            let Some(worst) = shares.first() else {
+                continue;
+            };
+            let severity = pairs::severity(worst, pair);
+            let available = pair.usage.contains("_avail");
+            let mut lines: Vec<String> = shares
+                .iter()
+                .take(self.config.top_series)
+                .map(|s| s.line(available))
+                .collect();
+            if shares.len() > self.config.top_series {
+                lines.push(format!(
+                    "({} more, less saturated, left out)",
+                    shares.len() - self.config.top_series
+                ));
+            }
+            let filter: Vec<String> = pair
+                .limit_filter
+                .iter()
+                .map(|(k, v)| format!("{k}={}", quote(v)))
+                .collect();
+            let text = format!("{} / {}{{{}}}", pair.usage, pair.limit, filter.join(", "));
+            let title = format!(
+                "Saturation: {} ({} / {})",
+                pair.what, pair.usage, pair.limit
+            );
+            out.evidence.push((
+                Rank::new(Tier::of_share(severity), severity),
+                evidence(format!("limit-{}", n + 1), title, text, lines.join("\n")),
+            ));
+        }
+        out
     }
 
     /// Error-like lines over the window and a sample of lines just before the alert, from the
@@ -810,16 +1036,30 @@ impl Gatherer {
         q: &Query,
         series: &[Series],
         window: Window,
-    ) -> Option<(f64, Evidence)> {
+    ) -> Option<(Rank, Evidence)> {
         let threshold = match q.purpose {
             Purpose::Rule { threshold } => threshold,
             _ => None,
         };
         let ranked = summarize(series, window.alert as f64, threshold);
-        if ranked.is_empty() {
-            return None;
-        }
-        let top = ranked[0].score;
+        let top = ranked.first()?.score;
+        let tier = match q.purpose {
+            Purpose::Rule { .. } => Tier::Rule,
+            Purpose::Alerts => Tier::Correlated,
+            Purpose::Up if ranked.iter().any(|s| s.min == 0.0) => Tier::Correlated,
+            _ => Tier::of_score(top),
+        };
+        Some(ranked_evidence(
+            q,
+            EvidenceSource::Prometheus,
+            self.series_lines(&ranked, threshold),
+            None,
+            Rank::new(tier, top),
+        ))
+    }
+
+    /// The most anomalous series, a line each, and how many were left out.
+    fn series_lines(&self, ranked: &[SeriesSummary], threshold: Option<Threshold>) -> String {
         let mut lines: Vec<String> = ranked
             .iter()
             .take(self.config.top_series)
@@ -832,32 +1072,20 @@ impl Gatherer {
                 ranked.len() - self.config.top_series
             ));
         }
-        let weight = match q.purpose {
-            Purpose::Rule { .. } => 1e7,
-            Purpose::Alerts => 1e6,
-            Purpose::Up if ranked.iter().any(|s| s.min == 0.0) => 1e6,
-            _ => 0.0,
-        };
-        Some(ranked_evidence(
-            q,
-            EvidenceSource::Prometheus,
-            lines.join("\n"),
-            None,
-            weight + top,
-        ))
+        lines.join("\n")
     }
 
     /// Ranks the evidence (the alert's own first), redacts everything and fits it into the token
     /// budget.
     fn finish(&self, context: &mut Context, collected: Collected) {
-        let mut scored: Vec<(f64, Evidence)> = context
+        let mut scored: Vec<(Rank, Evidence)> = context
             .evidence
             .drain(..)
-            .map(|e| (ALERT_EVIDENCE_SCORE, e))
+            .map(|e| (Rank::new(Tier::Alert, 0.0), e))
             .chain(collected.evidence)
             .collect();
-        // Stable: equal scores keep the order the queries were planned in.
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Stable: equal ranks keep the order the queries were planned in.
+        scored.sort_by(|a, b| Rank::descending(&a.0, &b.0));
         context.evidence = scored.into_iter().map(|(_, e)| e).collect();
         context.failures.extend(collected.failures);
         for e in &mut context.evidence {
@@ -882,14 +1110,26 @@ impl Gatherer {
     }
 }
 
-/// Evidence from query `q`, with its rank score.
+/// Prometheus evidence that no planned query produced (discovery, saturation).
+fn evidence(id: String, title: String, query: String, summary: String) -> Evidence {
+    Evidence {
+        id,
+        source: EvidenceSource::Prometheus,
+        title,
+        query: Some(query),
+        summary,
+        excerpt: None,
+    }
+}
+
+/// Evidence from query `q`, with its rank.
 fn ranked_evidence(
     q: &Query,
     source: EvidenceSource,
     summary: String,
     excerpt: Option<String>,
-    score: f64,
-) -> (f64, Evidence) {
+    rank: Rank,
+) -> (Rank, Evidence) {
     let evidence = Evidence {
         id: q.id.clone(),
         source,
@@ -898,7 +1138,7 @@ fn ranked_evidence(
         summary,
         excerpt,
     };
-    (score, evidence)
+    (rank, evidence)
 }
 
 fn logs_evidence(
@@ -906,7 +1146,7 @@ fn logs_evidence(
     lines: &[LogLine],
     window: Window,
     sample: usize,
-) -> Option<(f64, Evidence)> {
+) -> Option<(Rank, Evidence)> {
     if lines.is_empty() {
         return None;
     }
@@ -920,7 +1160,7 @@ fn logs_evidence(
                 EvidenceSource::Loki,
                 format!("{} lines from just before the alert started", lines.len()),
                 Some(excerpt.join("\n")),
-                10.0,
+                Rank::new(Tier::Background, lines.len() as f64),
             ))
         }
         _ => {
@@ -936,13 +1176,17 @@ fn logs_evidence(
                 summary.push('\n');
                 summary.push_str(&t.line());
             }
-            let score = if new > 0 { 1e5 } else { 100.0 } + lines.len() as f64;
+            // New templates rank by how many; old ones by how many lines.
+            let rank = match new {
+                0 => Rank::new(Tier::Changed, lines.len() as f64),
+                n => Rank::new(Tier::Anomalous, rank::NEW_TEMPLATE * n as f64),
+            };
             Some(ranked_evidence(
                 q,
                 EvidenceSource::Loki,
                 summary,
                 None,
-                score,
+                rank,
             ))
         }
     }

@@ -26,6 +26,7 @@ pub mod logs;
 mod loki;
 mod prom;
 pub mod promql;
+mod rank;
 pub mod series;
 pub mod templates;
 

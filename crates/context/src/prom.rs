@@ -69,25 +69,42 @@ impl Prometheus {
             .await
             .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
             .map_err(describe)?;
-        let (data, _) = result.into_inner();
-        Ok(match data {
-            Data::Matrix(matrix) => matrix
-                .into_iter()
-                .map(|rv| {
-                    let (labels, samples) = rv.into_inner();
-                    Series {
-                        labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
-                        points: samples
-                            .iter()
-                            .map(|s| (s.timestamp(), s.value()))
-                            .filter(|p| p.1.is_finite())
-                            .collect(),
-                    }
-                })
-                .collect(),
-            // A scalar or vector answer to a range query cannot happen; treat it as no data.
-            Data::Vector(_) | Data::Scalar(_) => Vec::new(),
-        })
+        Ok(series_of(result.into_inner().0))
+    }
+
+    /// Runs a range query as a POST (a discovery batch names many metrics; a URL has limits).
+    pub async fn range_post(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: f64,
+    ) -> Result<Vec<Series>, String> {
+        let request = self
+            .client
+            .query_range(query, start, end, step)
+            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
+            .post();
+        let result = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?;
+        Ok(series_of(result.into_inner().0))
+    }
+
+    /// Runs an instant query at `at` (Unix seconds): each series with its one point.
+    pub async fn instant(&self, query: &str, at: i64) -> Result<Vec<Series>, String> {
+        let request = self
+            .client
+            .query(query)
+            .at(at)
+            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
+            .post();
+        let result = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)?;
+        Ok(series_of(result.into_inner().0))
     }
 
     /// Which of `names` have series in the window. Answers are cached for the cache TTL.
@@ -184,17 +201,17 @@ impl Prometheus {
 }
 
 impl Prometheus {
-    /// The metric names with series that `selector` selects in the window.
+    /// The metric names with series that any of `selectors` selects in the window.
     pub async fn names_of(
         &self,
-        selector: &Selector<'_>,
+        selectors: &[Selector<'_>],
         start: i64,
         end: i64,
     ) -> Result<Vec<String>, String> {
         let request = self
             .client
             .label_values("__name__")
-            .selectors([selector])
+            .selectors(selectors)
             .start(start)
             .end(end)
             .get();
@@ -228,6 +245,37 @@ impl Prometheus {
         *self.counters.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), counters.clone()));
         Ok(counters)
+    }
+}
+
+/// An answer's series: a matrix's, or a vector's with their one point each.
+fn series_of(data: Data) -> Vec<Series> {
+    match data {
+        Data::Matrix(matrix) => matrix
+            .into_iter()
+            .map(|rv| {
+                let (labels, samples) = rv.into_inner();
+                Series {
+                    labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    points: samples
+                        .iter()
+                        .map(|s| (s.timestamp(), s.value()))
+                        .filter(|p| p.1.is_finite())
+                        .collect(),
+                }
+            })
+            .collect(),
+        Data::Vector(vector) => vector
+            .into_iter()
+            .map(|iv| {
+                let (labels, sample) = iv.into_inner();
+                Series {
+                    labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    points: vec![(sample.timestamp(), sample.value())],
+                }
+            })
+            .collect(),
+        Data::Scalar(_) => Vec::new(),
     }
 }
 

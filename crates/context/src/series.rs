@@ -73,14 +73,23 @@ pub struct SeriesSummary {
     pub last: f64,
     /// The value closest to the alert's start.
     pub at_start: Option<f64>,
-    /// Mean before the incident (more than [`INCIDENT_LEAD`] before the start).
+    /// The median before the incident (more than [`INCIDENT_LEAD`] before the start).
     pub baseline: Option<f64>,
     /// The point that departs most from the baseline at or after the incident began.
     pub peak: (f64, f64),
     /// `peak / baseline` when the baseline is not zero.
     pub ratio: Option<f64>,
-    /// How many baseline standard deviations the peak is away (capped).
+    /// How far the peak is from the baseline's median, in robust standard deviations (1.4826 × the
+    /// baseline's median absolute deviation, floored at 1% of its level), capped.
     pub z: Option<f64>,
+    /// The level shift: the incident's median less the baseline's.
+    pub shift: Option<f64>,
+    /// When the series left its baseline (beyond [`ONSET_Z`]) and stayed away, if it did.
+    pub onset: Option<f64>,
+    /// When the series began, if after the window's start: it was born during the window.
+    pub born: Option<f64>,
+    /// When the series ended, if before the window's end: it is gone.
+    pub gone: Option<f64>,
     pub trend: Trend,
     /// When the rule's threshold first held, if the rule has one.
     pub crossed_at: Option<f64>,
@@ -90,23 +99,59 @@ pub struct SeriesSummary {
     pub score: f64,
 }
 
+/// The time frame of a query: its window and step (Unix seconds), and when the alert started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame {
+    pub start: f64,
+    pub alert: f64,
+    pub end: f64,
+    pub step: f64,
+}
+
 /// The incident starts this long before the alert: a rule's `for:` and evaluation delay.
 pub const INCIDENT_LEAD: f64 = 300.0;
 const Z_CAP: f64 = 1000.0;
+/// Robust standard deviations from the baseline that count as having left it.
+pub const ONSET_Z: f64 = 3.0;
+/// The score of a series born or gone right at the alert's start; it halves every
+/// [`CHANGE_HALF_SECS`] away from it.
+const CHANGE_SCORE: f64 = 60.0;
+const CHANGE_HALF_SECS: f64 = 600.0;
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Summarizes every series of one query and sorts them, most anomalous first. Series without points
-/// are dropped.
+/// are dropped. The frame is the series' own span: nothing is born or gone.
 pub fn summarize(
     series: &[Series],
     start: f64,
+    threshold: Option<Threshold>,
+) -> Vec<SeriesSummary> {
+    let times = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (first, last) = times.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    let frame = Frame {
+        start: first,
+        alert: start,
+        end: last,
+        step: 0.0,
+    };
+    summarize_in(series, frame, threshold)
+}
+
+/// Summarizes every series of one query in `frame` and sorts them, most anomalous first: a series
+/// born or gone inside the frame (a new version's `_info` series, a pod that went away) is a change,
+/// scored by how close to the alert it happened.
+pub fn summarize_in(
+    series: &[Series],
+    frame: Frame,
     threshold: Option<Threshold>,
 ) -> Vec<SeriesSummary> {
     let distinguishing = distinguishing_labels(series);
     let mut out: Vec<SeriesSummary> = series
         .iter()
         .filter(|s| !s.points.is_empty())
-        .map(|s| summarize_one(s, &distinguishing, start, threshold))
+        .map(|s| summarize_one(s, &distinguishing, frame, threshold))
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
@@ -137,9 +182,10 @@ fn distinguishing_labels(series: &[Series]) -> Vec<String> {
 fn summarize_one(
     series: &Series,
     distinguishing: &[String],
-    start: f64,
+    frame: Frame,
     threshold: Option<Threshold>,
 ) -> SeriesSummary {
+    let start = frame.alert;
     let values: Vec<f64> = series.points.iter().map(|p| p.1).collect();
     let (min, max) = values
         .iter()
@@ -161,7 +207,10 @@ fn summarize_one(
         .collect();
     let (baseline, spread) = match before.len() {
         0 => (None, None),
-        _ => (Some(mean(&before)), Some(std_dev(&before))),
+        _ => {
+            let m = median(&before);
+            (Some(m), Some(1.4826 * mad(&before, m)))
+        }
     };
     let incident: Vec<&(f64, f64)> = series
         .points
@@ -181,10 +230,29 @@ fn summarize_one(
         .copied()
         .unwrap_or((start, f64::NAN));
     let ratio = baseline.filter(|b| *b != 0.0).map(|b| peak.1 / b);
-    let z = baseline.zip(spread).map(|(b, sd)| {
-        // A flat baseline has no spread; measure against a floor relative to its level instead.
-        let floor = (b.abs() * 0.01).max(1e-9);
-        ((peak.1 - b) / sd.max(floor)).clamp(-Z_CAP, Z_CAP)
+    // A flat baseline has no spread; measure against a floor relative to its level instead.
+    let unit = baseline
+        .zip(spread)
+        .map(|(b, sd)| sd.max((b.abs() * 0.01).max(1e-9)));
+    let z = baseline
+        .zip(unit)
+        .map(|(b, u)| ((peak.1 - b) / u).clamp(-Z_CAP, Z_CAP));
+    let shift = baseline.filter(|_| !incident.is_empty()).map(|b| {
+        let during: Vec<f64> = incident.iter().map(|p| p.1).collect();
+        median(&during) - b
+    });
+    // The first incident point from which the series stays beyond ONSET_Z of its baseline.
+    let onset = baseline.zip(unit).and_then(|(b, u)| {
+        let away = |v: f64| ((v - b) / u).abs() > ONSET_Z;
+        let mut from = None;
+        for p in &incident {
+            match (away(p.1), from) {
+                (true, None) => from = Some(p.0),
+                (false, Some(_)) => from = None,
+                _ => {}
+            }
+        }
+        from
     });
     let crossed_at = threshold.and_then(|t| {
         series
@@ -193,10 +261,19 @@ fn summarize_one(
             .find(|p| t.op.holds(p.1, t.value))
             .map(|p| p.0)
     });
+    // Born after the window's first two steps, gone before its last two: not a gap of one scrape.
+    let first_at = series.points.first().map_or(frame.start, |p| p.0);
+    let last_at = series.points.last().map_or(frame.end, |p| p.0);
+    let born = (first_at > frame.start + 2.0 * frame.step).then_some(first_at);
+    let gone = (last_at < frame.end - 2.0 * frame.step).then_some(last_at);
     let mut score = z.map_or(0.0, f64::abs);
-    if score == 0.0 {
+    if score == 0.0 && baseline.is_none() {
         // No baseline: fall back on how far the peak is from the series' own mean, relative to it.
         score = ((peak.1 - avg) / avg.abs().max(1e-9)).abs().min(Z_CAP) / 10.0;
+    }
+    for t in born.into_iter().chain(gone) {
+        let near = CHANGE_SCORE / (1.0 + (t - start).abs() / CHANGE_HALF_SECS);
+        score = score.max(near);
     }
     if crossed_at.is_some() {
         score += Z_CAP;
@@ -217,6 +294,10 @@ fn summarize_one(
         peak,
         ratio,
         z,
+        shift,
+        onset,
+        born,
+        gone,
         trend: trend(&series.points, min, max),
         crossed_at,
         shape: sparkline(&values, 16, min, max),
@@ -224,13 +305,24 @@ fn summarize_one(
     }
 }
 
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
-fn std_dev(values: &[f64]) -> f64 {
-    let m = mean(values);
-    (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / values.len().max(1) as f64).sqrt()
+/// The median absolute deviation from `m`.
+fn mad(values: &[f64], m: f64) -> f64 {
+    let deviations: Vec<f64> = values.iter().map(|v| (v - m).abs()).collect();
+    median(&deviations)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// The least-squares slope over the window, as a share of the series' range.
@@ -276,10 +368,14 @@ fn sparkline(values: &[f64], width: usize, min: f64, max: f64) -> String {
         .collect()
 }
 
-/// A number in at most 4 significant digits, without trailing zeros.
+/// A number in at most 4 significant digits, without trailing zeros; a whole number (a byte count,
+/// a limit, a version's build number) exactly, up to 10^15.
 pub fn num(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{v:.0}");
     }
     if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-3) {
         return format!("{v:.3e}");
@@ -312,7 +408,7 @@ impl SeriesSummary {
         let _ = write!(s, "peak {} at {}", num(self.peak.1), at(self.peak.0));
         match (self.ratio, self.baseline) {
             (Some(r), Some(b)) => {
-                let _ = write!(s, " ({}x baseline {}", num(r), num(b));
+                let _ = write!(s, " ({}x baseline median {}", num(r), num(b));
             }
             (None, Some(b)) => {
                 let _ = write!(s, " (baseline {}", num(b));
@@ -322,7 +418,24 @@ impl SeriesSummary {
         if let Some(z) = self.z {
             let _ = write!(s, ", z={}", num(z));
         }
+        if let Some(shift) = self.shift.filter(|d| *d != 0.0) {
+            let _ = write!(
+                s,
+                ", level shift {}{}",
+                if shift > 0.0 { "+" } else { "" },
+                num(shift)
+            );
+        }
         s.push(')');
+        if let Some(t) = self.onset {
+            let _ = write!(s, "; left its baseline at {}", at(t));
+        }
+        if let Some(t) = self.born {
+            let _ = write!(s, "; appeared at {}", at(t));
+        }
+        if let Some(t) = self.gone {
+            let _ = write!(s, "; gone since {}", at(t));
+        }
         if let Some(v) = self.at_start {
             let _ = write!(s, "; at start {}", num(v));
         }
@@ -409,7 +522,8 @@ mod tests {
         assert_eq!(num(4.750_123), "4.75");
         assert_eq!(num(1234.5678), "1235");
         assert_eq!(num(0.0), "0");
-        assert_eq!(num(12_345_678.0), "1.235e7");
+        assert_eq!(num(12_345_678.0), "12345678");
+        assert_eq!(num(12_345_678.5), "1.235e7");
     }
 
     #[test]

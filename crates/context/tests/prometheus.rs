@@ -255,7 +255,7 @@ async fn the_rules_expression_finds_the_spike_and_ranks_it_first() {
             .unwrap_or_else(|| panic!("no number after {marker:?} in {first_line}"))
     };
     let ratio = number_after(" (", 'x');
-    let baseline = number_after("x baseline ", ',');
+    let baseline = number_after("x baseline median ", ',');
     assert!((0.18..=0.22).contains(&baseline), "{first_line}");
     assert!((0.95 / 0.22..=0.95 / 0.18).contains(&ratio), "{first_line}");
     let peak_at = first_line

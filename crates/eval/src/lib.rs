@@ -46,6 +46,17 @@ pub struct Prices {
     pub per_mtok_out: f64,
 }
 
+/// How to run the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub prices: Prices,
+    /// Keep each scenario's evidence text in its outcome, to see what the analyzer saw.
+    pub evidence: bool,
+    /// The LLM's prompt budget (`llm.max_prompt_tokens`): the prompt is built as the LLM analyzer
+    /// builds it, the lowest-ranked evidence left out to fit.
+    pub max_prompt_tokens: u32,
+}
+
 /// One scenario's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -73,6 +84,12 @@ pub struct Outcome {
     pub rca_ms: u64,
     /// Sources that failed during the context stage.
     pub source_failures: usize,
+    /// What each failure said.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// The evidence as the scorer reads it, when asked for (`Options::evidence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
     pub root_cause: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
@@ -86,12 +103,12 @@ pub struct Outcome {
 pub async fn run(
     scenarios: &[Scenario],
     build: impl Fn(&str, &str) -> Result<Stages, String>,
-    prices: Prices,
+    options: Options,
     mut progress: impl FnMut(&Outcome),
 ) -> Report {
     let mut outcomes = Vec::new();
     for scenario in scenarios {
-        let outcome = match run_one(scenario, &build, prices).await {
+        let outcome = match run_one(scenario, &build, options).await {
             Ok(outcome) => outcome,
             Err(error) => failed(scenario, error),
         };
@@ -123,8 +140,9 @@ fn now() -> OffsetDateTime {
 async fn run_one(
     scenario: &Scenario,
     build: &impl Fn(&str, &str) -> Result<Stages, String>,
-    prices: Prices,
+    options: Options,
 ) -> Result<Outcome, String> {
+    let prices = options.prices;
     let now = now();
     let payload = scenario.payload(now)?;
     let (server, prometheus) = serve(scenario, now).await?;
@@ -153,11 +171,13 @@ async fn run_one(
         .filter(|f| !score::found(f, &evidence))
         .map(|f| f.what.clone())
         .collect();
-    let prompt = format!(
-        "{}\n{}",
-        aiops_rca::prompt::SYSTEM,
-        aiops_rca::prompt::user_message(&payload, &context, &Redactor::default())
+    let (message, _) = aiops_rca::prompt::fitted_user_message(
+        &payload,
+        &context,
+        &Redactor::default(),
+        options.max_prompt_tokens,
     );
+    let prompt = format!("{}\n{message}", aiops_rca::prompt::SYSTEM);
     let context_json = serde_json::to_string(&context).unwrap_or_default();
     let analysis_json = serde_json::to_string(&analysis).unwrap_or_default();
     let info = &analysis.analyzer;
@@ -188,6 +208,15 @@ async fn run_one(
         context_ms,
         rca_ms,
         source_failures: context.failures.len(),
+        failures: context
+            .failures
+            .iter()
+            .map(|f| match &f.query {
+                Some(q) => format!("{:?}: {} ({q})", f.source, f.error),
+                None => format!("{:?}: {}", f.source, f.error),
+            })
+            .collect(),
+        evidence: options.evidence.then(|| evidence.clone()),
         root_cause: analysis.root_cause.clone(),
         fallback_reason: info.fallback_reason.clone(),
         error: None,
@@ -219,6 +248,8 @@ fn failed(scenario: &Scenario, error: String) -> Outcome {
         context_ms: 0,
         rca_ms: 0,
         source_failures: 0,
+        failures: Vec::new(),
+        evidence: None,
         root_cause: String::new(),
         fallback_reason: None,
         error: Some(error),

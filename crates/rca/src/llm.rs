@@ -29,7 +29,7 @@ use tokio_retry::strategy::{ExponentialBackoff, jitter};
 use crate::config::{JsonMode, LlmConfig};
 use crate::guard::{Cache, Limits};
 use crate::output::parse;
-use crate::prompt::{SYSTEM, schema, user_message};
+use crate::prompt::{SYSTEM, fitted_user_message, schema};
 use crate::rules::RulesAnalyzer;
 use aiops_model::tokens;
 
@@ -131,24 +131,19 @@ impl LlmAnalyzer {
     /// The user message, with the lowest-ranked evidence left out until the whole prompt fits
     /// `llm.max_prompt_tokens` (the context arrives ranked, strongest first).
     fn fitted_message(&self, payload: &WebhookPayload, context: &Context) -> String {
-        let budget = self
-            .config
-            .max_prompt_tokens
-            .saturating_sub(tokens::estimate_u32(SYSTEM));
-        let mut message = user_message(payload, context, &self.redactor);
-        if tokens::estimate_u32(&message) <= budget {
-            return message;
-        }
-        let mut trimmed = context.clone();
-        while tokens::estimate_u32(&message) > budget && trimmed.evidence.len() > 1 {
-            trimmed.evidence.pop();
-            message = user_message(payload, &trimmed, &self.redactor);
-        }
-        tracing::debug!(
-            kept = trimmed.evidence.len(),
-            of = context.evidence.len(),
-            "evidence trimmed to fit llm.max_prompt_tokens"
+        let (message, kept) = fitted_user_message(
+            payload,
+            context,
+            &self.redactor,
+            self.config.max_prompt_tokens,
         );
+        if kept < context.evidence.len() {
+            tracing::debug!(
+                kept,
+                of = context.evidence.len(),
+                "evidence trimmed to fit llm.max_prompt_tokens"
+            );
+        }
         message
     }
 

@@ -74,6 +74,28 @@ say what is missing.\n\
 5. Answer with one JSON object that follows the schema exactly, and nothing else: no prose, no code \
 fences.";
 
+/// The user message with the lowest-ranked evidence left out until the system prompt and the message
+/// fit `max_prompt_tokens` (the context arrives ranked, strongest first; the top item always stays).
+/// Returns the message and how many evidence items it kept.
+pub fn fitted_user_message(
+    payload: &WebhookPayload,
+    context: &Context,
+    redactor: &Redactor,
+    max_prompt_tokens: u32,
+) -> (String, usize) {
+    let budget = max_prompt_tokens.saturating_sub(aiops_model::tokens::estimate_u32(SYSTEM));
+    let mut message = user_message(payload, context, redactor);
+    if aiops_model::tokens::estimate_u32(&message) <= budget {
+        return (message, context.evidence.len());
+    }
+    let mut trimmed = context.clone();
+    while aiops_model::tokens::estimate_u32(&message) > budget && trimmed.evidence.len() > 1 {
+        trimmed.evidence.pop();
+        message = user_message(payload, &trimmed, redactor);
+    }
+    (message, trimmed.evidence.len())
+}
+
 /// The user message: the schema, then the fenced data. Returns the text and the nonce of its fence.
 pub fn user_message(payload: &WebhookPayload, context: &Context, redactor: &Redactor) -> String {
     let nonce: u64 = rand::random();
