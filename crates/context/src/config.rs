@@ -12,14 +12,16 @@ pub struct ContextConfig {
     pub before_secs: u64,
     /// How far after the alert started the window reaches (never past now).
     pub after_secs: u64,
+    /// How far before the alert started the error and mention log queries reach (they end now).
+    pub logs_before_secs: u64,
     /// At most this many points per series: the step of a range query follows from it.
     pub max_points: u32,
     /// The assembled context is trimmed to about this many tokens, lowest-ranked evidence first.
     pub max_tokens: usize,
     /// At most this many queries per alert group.
     pub max_queries: usize,
-    /// At most this many metrics found by discovery (the series that carry the group's hosts and
-    /// pods) are queried per group, within `max_queries`.
+    /// At most this many metrics found by discovery (the series that carry the group's pods, hosts
+    /// and workloads, and the dependencies its errors name) become evidence, the highest scored.
     pub max_candidates: usize,
     /// Series kept per query, the most anomalous first.
     pub top_series: usize,
@@ -39,6 +41,7 @@ impl Default for ContextConfig {
         Self {
             before_secs: 1800,
             after_secs: 300,
+            logs_before_secs: 7200,
             max_points: 250,
             max_tokens: 4000,
             max_queries: 40,

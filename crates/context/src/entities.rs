@@ -24,6 +24,8 @@ const WORKLOAD_LABELS: &[&str] = &[
     "job_name",
     "job",
 ];
+/// Words looked for in any log line, at most.
+const MAX_TERMS: usize = 12;
 /// Pods a workload resolves to, at most: enough to compare them, few enough for one regex.
 const MAX_RESOLVED_PODS: usize = 24;
 
@@ -36,6 +38,8 @@ pub struct Entities {
     pub workloads: BTreeSet<String>,
     /// Scrape jobs (`job`): a service's own metrics when no host is known.
     pub jobs: BTreeSet<String>,
+    /// Pods found through the workloads' owner series: their siblings, not the alert's own.
+    pub owned: BTreeSet<String>,
 }
 
 impl Entities {
@@ -61,9 +65,17 @@ impl Entities {
                 hosts.insert(host);
             }
         }
+        let pods: BTreeSet<String> = values(&["pod"]).into_iter().map(str::to_owned).collect();
+        // A pod's workload and a StatefulSet host's (`pg-0.pg.db.svc` → `pg`), by Kubernetes'
+        // naming: the streams and series of the workload are the pod's siblings'.
+        let derived: Vec<String> = pods
+            .iter()
+            .chain(hosts.iter().filter(|h| !h.contains('.')))
+            .filter_map(|name| workload_of(name))
+            .collect();
         Self {
             hosts,
-            pods: values(&["pod"]).into_iter().map(str::to_owned).collect(),
+            pods,
             namespaces: values(&["namespace"])
                 .into_iter()
                 .map(str::to_owned)
@@ -71,8 +83,10 @@ impl Entities {
             workloads: values(WORKLOAD_LABELS)
                 .into_iter()
                 .map(str::to_owned)
+                .chain(derived)
                 .collect(),
             jobs: values(&["job"]).into_iter().map(str::to_owned).collect(),
+            owned: BTreeSet::new(),
         }
     }
 
@@ -97,7 +111,7 @@ impl Entities {
     /// (`node_uname_info`: the instance an exporter scrapes, the kernel's nodename).
     pub fn hosts_query(&self, range: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
         let mut parts = Vec::new();
-        if let Some(pods) = alternation(&self.pods).filter(|_| exists("kube_pod_info")) {
+        if let Some(pods) = alternation(&self.all_pods()).filter(|_| exists("kube_pod_info")) {
             parts.push(format!(
                 "last_over_time(kube_pod_info{{pod=~\"({pods})\"}}[{range}])"
             ));
@@ -110,14 +124,15 @@ impl Entities {
         (!parts.is_empty()).then(|| parts.join(" or "))
     }
 
-    /// Adds the pods and hosts that `labels` (one series of a resolution query) name; pods up to
-    /// [`MAX_RESOLVED_PODS`]. Returns whether anything was new.
+    /// Adds the pods (as `owned`, up to [`MAX_RESOLVED_PODS`]) and hosts that `labels` (one series
+    /// of a resolution query) name. Returns whether anything was new.
     pub fn absorb(&mut self, labels: &BTreeMap<String, String>) -> bool {
         let mut new = false;
         if let Some(pod) = labels.get("pod").filter(|p| !p.is_empty())
-            && self.pods.len() < MAX_RESOLVED_PODS
+            && self.owned.len() < MAX_RESOLVED_PODS
+            && !self.pods.contains(pod)
         {
-            new |= self.pods.insert(pod.clone());
+            new |= self.owned.insert(pod.clone());
         }
         for name in ["node", "nodename", "host_ip", "instance"] {
             let Some(host) = labels.get(name).and_then(|v| host_of(v)) else {
@@ -131,12 +146,77 @@ impl Entities {
         new
     }
 
+    /// Words to look for in any log line: the hosts, pods and workloads specific enough not to match
+    /// everywhere (six characters, or a `-`, `.` or digit in them), at most [`MAX_TERMS`]; a job
+    /// counts only when named like a service (`orders-api`, not `node`).
+    pub fn terms(&self) -> Vec<String> {
+        let specific = |v: &&String| {
+            v.chars().count() >= 6
+                || v.contains(['-', '.'])
+                || v.chars().any(|c| c.is_ascii_digit())
+        };
+        // A namespace is named `namespace/object` by Kubernetes' own components (a rescale of
+        // `shop/cart`, a policy `shop/egress`, a sync of `shop/cart`): that form is specific.
+        let objects = self.namespaces.iter().map(|n| format!("{n}/"));
+        let mut terms: Vec<String> = self
+            .hosts
+            .iter()
+            .chain(&self.pods)
+            .chain(
+                self.workloads
+                    .iter()
+                    .filter(|w| !self.jobs.contains(*w) || w.contains('-')),
+            )
+            .filter(|v| v.chars().count() >= 3)
+            .filter(specific)
+            .cloned()
+            .chain(objects)
+            .collect();
+        terms.sort_unstable();
+        terms.dedup();
+        // The longest first: they say the most.
+        terms.sort_by_key(|t| std::cmp::Reverse(t.chars().count()));
+        terms.truncate(MAX_TERMS);
+        terms
+    }
+
+    /// The alert's pods and those found through their workloads.
+    pub fn all_pods(&self) -> BTreeSet<String> {
+        self.pods.union(&self.owned).cloned().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
             && self.pods.is_empty()
             && self.namespaces.is_empty()
             && self.workloads.is_empty()
     }
+}
+
+/// The workload a pod's name says it belongs to, by Kubernetes' naming: a Deployment's pod
+/// `cart-7d9c8b6f5-k2j4m` → `cart`, a StatefulSet's `pg-orders-0` → `pg-orders`, a DaemonSet's or
+/// Job's `node-exporter-x8k2p` → `node-exporter`. Kubernetes' random suffixes have no vowels
+/// (`bcdfghjklmnpqrstvwxz2456789`), which tells them from words.
+pub fn workload_of(pod: &str) -> Option<String> {
+    let random = |s: &str, len: std::ops::RangeInclusive<usize>| {
+        len.contains(&s.len())
+            && s.chars()
+                .all(|c| (c.is_ascii_lowercase() && !"aeiou".contains(c)) || c.is_ascii_digit())
+    };
+    let parts: Vec<&str> = pod.split('-').collect();
+    let n = parts.len();
+    let keep = match n {
+        n if n >= 3 && random(parts[n - 2], 6..=10) && random(parts[n - 1], 5..=5) => n - 2,
+        n if n >= 2
+            && !parts[n - 1].is_empty()
+            && parts[n - 1].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            n - 1
+        }
+        n if n >= 2 && random(parts[n - 1], 5..=5) => n - 1,
+        _ => return None,
+    };
+    Some(parts[..keep].join("-")).filter(|w| !w.is_empty())
 }
 
 /// The values as a literal regex alternation (see `candidates::metrics::literal`); `None` when
@@ -197,6 +277,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pods_name_says_its_workload() {
+        assert_eq!(workload_of("cart-7d9c8b6f5-k2j4m").as_deref(), Some("cart"));
+        assert_eq!(workload_of("pg-orders-0").as_deref(), Some("pg-orders"));
+        assert_eq!(
+            workload_of("node-exporter-x8k2p").as_deref(),
+            Some("node-exporter")
+        );
+        assert_eq!(workload_of("redis-cart-master").as_deref(), None);
+        assert_eq!(workload_of("envoy-proxy").as_deref(), None);
+        assert_eq!(workload_of("edge-01").as_deref(), Some("edge"));
+    }
+
+    #[test]
     fn entities_come_from_the_labels_that_name_them() {
         let labels: BTreeMap<String, Vec<String>> = [
             ("instance", vec!["pg-0.pg.db.svc:9187", "10.0.0.7:9100"]),
@@ -213,6 +306,14 @@ mod tests {
         assert_eq!(e.hosts, set(&["10.0.0.7", "pg-0", "pg-0.pg.db.svc"]));
         assert_eq!(e.pods, set(&["cart-7d9-x2"]));
         assert_eq!(e.namespaces, set(&["shop"]));
-        assert_eq!(e.workloads, set(&["cart"]));
+        assert_eq!(
+            e.workloads,
+            set(&["cart", "pg"]),
+            "pg-0 is a StatefulSet's pod"
+        );
+        assert_eq!(
+            e.terms(),
+            ["pg-0.pg.db.svc", "cart-7d9-x2", "10.0.0.7", "shop/", "pg-0"]
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The context stage: plans queries from the alert group, runs them concurrently under a deadline,
 //! compresses what comes back into ranked evidence, redacts it and fits it into the token budget.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,17 +17,19 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::alert_evidence;
 use crate::budget::fit;
+use crate::candidates::leads::{self, Leads};
 use crate::candidates::{logs, metrics, pairs};
 use crate::config::{ContextConfig, LokiConfig, PrometheusConfig};
 use crate::entities::Entities;
 use crate::escape::{matcher, quote};
-use crate::logs::{mine, truncate};
-use crate::loki::{Direction, LogLine, Loki};
+use crate::logs::mine;
+use crate::loki::{LogLine, Loki};
+use crate::peers;
 use crate::prom::Prometheus;
 use crate::promql::{Rule, read_rule};
 use crate::rank::{self, Rank, Tier};
 use crate::series::{
-    Frame, INCIDENT_LEAD, Series, SeriesSummary, Threshold, summarize, summarize_in,
+    Frame, INCIDENT_LEAD, Series, SeriesSummary, Threshold, at, summarize, summarize_in,
 };
 use crate::templates::{Template, load};
 use aiops_model::redact::Redactor;
@@ -35,6 +37,18 @@ use aiops_model::redact::Redactor;
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
 /// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.
 const DESCRIPTIVE: &[&str] = &["alertname", "severity", "alertstate", "team", "priority"];
+/// Alert labels that name the entities (`entities`) or the scrape, rather than something they share.
+const ENTITY_LABELS: &[&str] = &[
+    "instance",
+    "job",
+    "namespace",
+    "pod",
+    "container",
+    "node",
+    "service",
+    "app",
+    "deployment",
+];
 /// Alert labels whose other alerts are neighbours.
 const NEIGHBOURS: &[&str] = &["instance", "job", "namespace", "service"];
 /// Loki workload labels, most specific first.
@@ -63,13 +77,26 @@ pub struct Gatherer {
 /// What one query is for.
 #[derive(Debug, Clone)]
 enum Purpose {
-    Rule { threshold: Option<Threshold> },
+    Rule {
+        threshold: Option<Threshold>,
+        /// The group's alerts' labels: which of the expression's series are theirs.
+        alerts: Arc<Vec<BTreeMap<String, String>>>,
+    },
     Component,
     Template,
     Up,
     Alerts,
     LogErrors,
-    LogRecent,
+    /// The workload's other lines (not error-like): a restart, a job that started, a config
+    /// reload.
+    LogOther,
+    /// Lines anywhere that mention the group's entities; lines from streams labelled with one of
+    /// `own` (the group's own streams) are left out.
+    Mentions {
+        own: Arc<BTreeSet<String>>,
+    },
+    /// All lines of a lead (a dependency the group's lines name).
+    LeadLines,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +110,10 @@ struct Query {
 impl Query {
     fn source(&self) -> EvidenceSource {
         match self.purpose {
-            Purpose::LogErrors | Purpose::LogRecent => EvidenceSource::Loki,
+            Purpose::LogErrors
+            | Purpose::LogOther
+            | Purpose::Mentions { .. }
+            | Purpose::LeadLines => EvidenceSource::Loki,
             _ => EvidenceSource::Prometheus,
         }
     }
@@ -99,6 +129,11 @@ enum Answer {
 struct Collected {
     evidence: Vec<(Rank, Evidence)>,
     failures: Vec<SourceFailure>,
+    /// Error-like and mentioning lines, redacted, kept for their leads; `true` for mentions.
+    lines: Vec<(bool, Vec<LogLine>)>,
+    /// The label values that tell the anomalous discovered series apart (`usename="orders_worker"`),
+    /// kept for the services they may name.
+    values: BTreeSet<String>,
 }
 
 /// The series that relate a workload to its pods, a pod to its node, a host to its other names.
@@ -142,6 +177,11 @@ struct Window {
     alert: i64,
     end: i64,
     step: f64,
+    /// Error and mention log queries read from here (`context.logs_before_secs` before the alert:
+    /// a slow cause, a failed renewal or logrotate, starts long before the symptom)...
+    logs_start: i64,
+    /// ...to now: the newest errors count.
+    logs_end: i64,
 }
 
 impl Gatherer {
@@ -201,11 +241,14 @@ impl Gatherer {
         // incident) are always seen, whatever the step.
         let points = ((end - start) as f64 / step).ceil();
         let start = end - (points * step) as i64;
+        let logs_before = i64::try_from(self.config.logs_before_secs).unwrap_or(i64::MAX / 4);
         Window {
             start,
             alert,
             end,
             step,
+            logs_start: (alert - logs_before).min(start),
+            logs_end: now.max(end),
         }
     }
 }
@@ -227,6 +270,24 @@ impl ContextSource for Gatherer {
         self.finish(&mut context, collected);
         Ok(context)
     }
+}
+
+/// The values every alert of a group of two or more carries for the same label, other than what
+/// describes the alert or names an entity: a rack, a zone, a datacenter, a version. Words to look
+/// for in the logs.
+fn shared_values(alerts: &[BTreeMap<String, String>]) -> Vec<String> {
+    let [first, rest @ ..] = alerts else {
+        return Vec::new();
+    };
+    if rest.is_empty() {
+        return Vec::new();
+    }
+    first
+        .iter()
+        .filter(|(k, _)| !DESCRIPTIVE.contains(&k.as_str()) && !ENTITY_LABELS.contains(&k.as_str()))
+        .filter(|(k, v)| v.chars().count() >= 2 && rest.iter().all(|a| a.get(*k) == Some(*v)))
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 /// Per alert label, its distinct values across the group.
@@ -265,12 +326,26 @@ impl Gatherer {
         let labels = label_values(payload);
         let entities = Entities::of(&labels);
         let rules = self.rules(payload, context);
-        let ((), discovered) = tokio::join!(
-            self.run_planned(&rules, &labels, &entities, window, deadline, context),
-            self.discover(&rules, &entities, window, deadline)
+        let alerts: Vec<BTreeMap<String, String>> =
+            payload.alerts.iter().map(|a| a.labels.clone()).collect();
+        let mut terms = entities.terms();
+        terms.extend(shared_values(&alerts));
+        // Hosts the alerts' own text names (the site a probe or an ingress serves).
+        for alert in &payload.alerts {
+            for text in alert.annotations.values() {
+                for host in leads::hosts_in(text) {
+                    if !terms.contains(&host) && !entities.hosts.contains(&host) {
+                        terms.push(host);
+                    }
+                }
+            }
+        }
+        let ((), found) = tokio::join!(
+            self.run_planned(&rules, &labels, &alerts, window, deadline, context),
+            self.investigate(&rules, &labels, entities, &terms, window, deadline)
         );
-        context.evidence.extend(discovered.evidence);
-        context.failures.extend(discovered.failures);
+        context.evidence.extend(found.evidence);
+        context.failures.extend(found.failures);
     }
 
     /// The rules of the group's alerts that parse; those that do not are failures.
@@ -300,16 +375,17 @@ impl Gatherer {
         rules.into_iter().filter_map(|(_, r)| r.ok()).collect()
     }
 
-    /// The rule's own queries, the planned ones (components, neighbours, templates) and the logs.
+    /// The rule's own queries and the planned ones (components, neighbours, templates).
     async fn run_planned(
         &self,
         rules: &[Rule],
         labels: &BTreeMap<String, Vec<String>>,
-        entities: &Entities,
+        alerts: &[BTreeMap<String, String>],
         window: Window,
         deadline: Deadline,
         context: &mut Collected,
     ) {
+        let alerts: Arc<Vec<BTreeMap<String, String>>> = Arc::new(alerts.to_vec());
         let mut queries: Vec<Query> = Vec::new();
         // The rule's own expressions need no lookup: start them at once, alongside the lookups.
         for (i, rule) in rules.iter().enumerate() {
@@ -322,10 +398,11 @@ impl Gatherer {
                 text: rule.signal.clone(),
                 purpose: Purpose::Rule {
                     threshold: rule.threshold,
+                    alerts: alerts.clone(),
                 },
             });
         }
-        let mut pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
+        let pending: FuturesUnordered<Pending<'_>> = FuturesUnordered::new();
         let mut started = 0;
         if self.prometheus.is_some() {
             for (i, q) in queries.iter().enumerate() {
@@ -334,34 +411,54 @@ impl Gatherer {
             started = queries.len();
         }
         // The rule's queries run meanwhile; their answers are read below.
-        let (prom_plan, loki_plan) = tokio::join!(
-            tokio::time::timeout_at(deadline.at, self.plan_prometheus(rules, labels, window)),
-            tokio::time::timeout_at(deadline.at, self.plan_loki(labels, entities, window)),
-        );
-        let prom_plan = prom_plan.unwrap_or_else(|_| {
-            let what = "listing the metrics and label names that plan the Prometheus queries";
-            (
-                Vec::new(),
-                vec![deadline.failure(EvidenceSource::Prometheus, None, what)],
-            )
-        });
-        let loki_plan = loki_plan.unwrap_or_else(|_| {
-            let what = "listing Loki's labels, which plans the log queries";
-            (
-                Vec::new(),
-                vec![deadline.failure(EvidenceSource::Loki, None, what)],
-            )
-        });
-        context
-            .failures
-            .extend(prom_plan.1.into_iter().chain(loki_plan.1));
+        let planned =
+            tokio::time::timeout_at(deadline.at, self.plan_prometheus(rules, labels, window))
+                .await
+                .unwrap_or_else(|_| {
+                    let what =
+                        "listing the metrics and label names that plan the Prometheus queries";
+                    (
+                        Vec::new(),
+                        vec![deadline.failure(EvidenceSource::Prometheus, None, what)],
+                    )
+                });
+        context.failures.extend(planned.1);
         let budget = self.config.max_queries.saturating_sub(queries.len());
-        let planned = prom_plan.0.into_iter().chain(loki_plan.0);
-        queries.extend(planned.take(budget));
+        queries.extend(planned.0.into_iter().take(budget));
         for (i, q) in queries.iter().enumerate().skip(started) {
             pending.push(self.execute(i, q.clone(), window));
         }
-        // Collect as they come, until the deadline. Every planned query is running now.
+        self.drain(&queries, pending, window, deadline, context)
+            .await;
+    }
+
+    /// Runs `queries`, all at once, until the deadline.
+    async fn answer_all(
+        &self,
+        queries: &[Query],
+        window: Window,
+        deadline: Deadline,
+        context: &mut Collected,
+    ) {
+        let pending: FuturesUnordered<Pending<'_>> = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| self.execute(i, q.clone(), window))
+            .collect();
+        self.drain(queries, pending, window, deadline, context)
+            .await;
+    }
+
+    /// Absorbs the answers of `pending` (indexes into `queries`) as they come, until the deadline;
+    /// each query unanswered by then is reported.
+    async fn drain<'a>(
+        &'a self,
+        queries: &[Query],
+        mut pending: FuturesUnordered<Pending<'a>>,
+        window: Window,
+        deadline: Deadline,
+        context: &mut Collected,
+    ) {
         let mut unanswered = vec![true; queries.len()];
         loop {
             match tokio::time::timeout_at(deadline.at, pending.next()).await {
@@ -382,31 +479,168 @@ impl Gatherer {
         }
     }
 
+    /// Where the rule and the templates stop: the group's entities widened through the series that
+    /// relate them, their logs (their errors, and lines anywhere that mention them), the leads those
+    /// lines give (a dependency an error names, a pod that mentions the group), then discovery over
+    /// the entities and the leads, and the leads' own errors.
+    async fn investigate(
+        &self,
+        rules: &[Rule],
+        labels: &BTreeMap<String, Vec<String>>,
+        entities: Entities,
+        terms: &[String],
+        window: Window,
+        deadline: Deadline,
+    ) -> Collected {
+        let mut out = Collected::default();
+        let entities = self.resolve(entities, window, deadline, &mut out).await;
+        let streams = match &self.loki {
+            Some(loki) => self.loki_streams(loki, window, deadline, &mut out).await,
+            None => None,
+        };
+        let mut leads = Leads::default();
+        let mut known = BTreeSet::new();
+        if let (Some(loki), Some((known_labels, values))) = (&self.loki, &streams) {
+            let known_labels: &[String] = known_labels;
+            let mut planning = Collected::default();
+            let planned = tokio::time::timeout_at(
+                deadline.at,
+                self.log_queries(
+                    loki,
+                    labels,
+                    &entities,
+                    terms,
+                    known_labels,
+                    values,
+                    window,
+                    &mut planning,
+                ),
+            )
+            .await;
+            out.failures.append(&mut planning.failures);
+            let queries = planned.unwrap_or_else(|_| {
+                let what =
+                    "reading the level labels of the log streams, which plans the log queries";
+                out.failures
+                    .push(deadline.failure(EvidenceSource::Loki, None, what));
+                Vec::new()
+            });
+            self.answer_all(&queries, window, deadline, &mut out).await;
+            let mut lines: Vec<LogLine> = Vec::new();
+            let mut mentioning: Vec<LogLine> = Vec::new();
+            for (mention, l) in out.lines.drain(..) {
+                match mention {
+                    true => mentioning.extend(l),
+                    false => lines.extend(l),
+                }
+            }
+            let named = leads::leads(&lines, &entities, false);
+            let mentioned = leads::leads(&mentioning, &entities, true);
+            leads.hosts = named.hosts;
+            for h in mentioned.hosts {
+                if !leads.hosts.contains(&h) {
+                    leads.hosts.push(h);
+                }
+            }
+            leads.pods = mentioned.pods;
+            known = self.service_names(values, window, deadline, &mut out).await;
+            leads.names = leads::named(&lines, &known, &entities);
+        }
+        let followed: Vec<(String, Entities)> = [
+            (
+                leads
+                    .hosts
+                    .iter()
+                    .chain(&leads.pods)
+                    .take(4)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                leads.entities(),
+            ),
+            (leads.names.join(", "), leads.named()),
+        ]
+        .into_iter()
+        .filter(|(_, e)| !e.is_empty())
+        .collect();
+        let mut lead_logs = Collected::default();
+        let lead_queries = match &streams {
+            Some((_, values)) => self.lead_queries(&followed, values),
+            None => Vec::new(),
+        };
+        let leads_of = followed.iter().map(|(_, e)| e).collect::<Vec<_>>();
+        let (found, ()) = tokio::join!(
+            self.discover(rules, &entities, &leads_of, window, deadline),
+            self.answer_all(&lead_queries, window, deadline, &mut lead_logs)
+        );
+        // A second hop: a service an anomalous series names by a label value (`usename=
+        // "orders_worker"` for `orders-worker`), its metrics and its lines.
+        let by_form: BTreeMap<String, &String> = known
+            .iter()
+            .map(|k| (k.to_lowercase().replace('_', "-"), k))
+            .collect();
+        let followed_names: BTreeSet<&String> = leads.names.iter().collect();
+        let mut second = Leads::default();
+        for v in &found.values {
+            if let Some(name) = by_form.get(&v.to_lowercase().replace('_', "-"))
+                && !followed_names.contains(name)
+                && !entities.workloads.contains(*name)
+                && !entities.jobs.contains(*name)
+                && second.names.len() < 4
+                && !second.names.contains(*name)
+            {
+                second.names.push((*name).clone());
+            }
+        }
+        let mut hop = Collected::default();
+        if !second.names.is_empty() {
+            let named = second.named();
+            let queries = match &streams {
+                Some((_, values)) => {
+                    self.lead_queries(&[(second.names.join(", "), named.clone())], values)
+                }
+                None => Vec::new(),
+            };
+            let (none, leads_of) = (Entities::default(), [&named]);
+            let (more, ()) = tokio::join!(
+                self.discover(rules, &none, &leads_of, window, deadline),
+                self.answer_all(&queries, window, deadline, &mut hop)
+            );
+            hop.evidence.extend(more.evidence);
+            hop.failures.extend(more.failures);
+        }
+        for c in [found, lead_logs, hop] {
+            out.evidence.extend(c.evidence);
+            out.failures.extend(c.failures);
+        }
+        out.lines.clear();
+        out
+    }
+
     fn execute(&self, i: usize, q: Query, window: Window) -> Pending<'_> {
         Box::pin(async move {
             let answer = match q.purpose {
-                Purpose::LogErrors | Purpose::LogRecent => match &self.loki {
-                    Some(loki) => {
-                        let (end, limit, direction) = match q.purpose {
-                            Purpose::LogRecent => (
-                                window.alert,
-                                self.loki_config.sample_lines,
-                                Direction::Backward,
-                            ),
-                            _ => (window.end, self.loki_config.limit, Direction::Forward),
-                        };
-                        loki.query_range(
-                            &q.text,
-                            window.start * 1_000_000_000,
-                            end * 1_000_000_000,
-                            limit,
-                            direction,
-                        )
-                        .await
-                        .map(Answer::Lines)
+                Purpose::LogErrors
+                | Purpose::LogOther
+                | Purpose::Mentions { .. }
+                | Purpose::LeadLines => {
+                    match &self.loki {
+                        Some(loki) => {
+                            // The newest lines first: a limit keeps the incident, not the baseline.
+                            let (start, end, limit) =
+                                (window.logs_start, window.logs_end, self.loki_config.limit);
+                            loki.query_range(
+                                &q.text,
+                                start * 1_000_000_000,
+                                end * 1_000_000_000,
+                                limit,
+                            )
+                            .await
+                            .map(Answer::Lines)
+                        }
+                        None => Err("Loki is not configured".into()),
                     }
-                    None => Err("Loki is not configured".into()),
-                },
+                }
                 _ => match &self.prometheus {
                     Some(prom) => prom
                         .range(&q.text, window.start, window.end, window.step)
@@ -450,10 +684,13 @@ impl Gatherer {
         let lookups = described
             .iter()
             .map(|m| prom.label_names(m, window.start, window.end));
-        let (existing, carried) = tokio::join!(
+        let (existing, carried, counters) = tokio::join!(
             prom.existing(&wanted, window.start, window.end),
-            futures_util::future::join_all(lookups)
+            futures_util::future::join_all(lookups),
+            prom.counters()
         );
+        // Without metadata the names decide; discovery reports the failure to read it.
+        let counters = counters.unwrap_or_default();
         let existing = existing.unwrap_or_else(|e| {
             failures.push(SourceFailure {
                 source: EvidenceSource::Prometheus,
@@ -500,9 +737,12 @@ impl Gatherer {
                 matchers.extend(matcher(label, &values));
             }
             let selector = format!("{}{{{}}}", part.metric, matchers.join(", "));
-            let counter = ["_total", "_count", "_sum"]
-                .iter()
-                .any(|s| part.metric.ends_with(s));
+            // What the targets declare, else the naming conventions.
+            let counter = counters.get(&part.metric).copied().unwrap_or_else(|| {
+                ["_total", "_count", "_sum"]
+                    .iter()
+                    .any(|s| part.metric.ends_with(s))
+            });
             let (text, title) = match counter {
                 true => (
                     format!("rate({selector}[5m])"),
@@ -585,21 +825,30 @@ impl Gatherer {
         (queries, failures)
     }
 
-    /// Discovery (`candidates::metrics`): the group's entities widened through the series that
-    /// relate them (a workload's pods, a pod's node, a host's other names), every metric whose
-    /// series carry them fetched in a batch per scope and kind, every series scored; the best
-    /// `context.max_candidates` metrics become evidence, and each usage found next to its limit
-    /// (`candidates::pairs`) becomes a share.
-    async fn discover(
+    /// The group's entities widened through the series that relate them (a workload's pods, a
+    /// pod's node, a host's other names), where those series exist. `None` when the deadline
+    /// passed meanwhile (`out` says so).
+    async fn resolve(
         &self,
-        rules: &[Rule],
-        entities: &Entities,
+        entities: Entities,
         window: Window,
         deadline: Deadline,
-    ) -> Collected {
-        let mut out = Collected::default();
+        out: &mut Collected,
+    ) -> Entities {
         let Some(prom) = &self.prometheus else {
-            return out;
+            return entities;
+        };
+        // The logs and discovery wait for this: it gets a quarter of the deadline, after which they
+        // go on with the entities as the alerts name them.
+        let share = Duration::from_secs(deadline.secs) / 4;
+        let cutoff = deadline.at.min(tokio::time::Instant::now() + share);
+        let cut = |what: &str| SourceFailure {
+            source: EvidenceSource::Prometheus,
+            query: None,
+            error: format!(
+                "{what} did not finish within a quarter of the context deadline ({}s); the entities were not widened",
+                share.as_secs_f64()
+            ),
         };
         let failure = |query: Option<String>, error: String| SourceFailure {
             source: EvidenceSource::Prometheus,
@@ -607,11 +856,11 @@ impl Gatherer {
             error,
         };
         // 1. Entities through series: owners before pods' nodes, which need the pods.
-        let mut entities = entities.clone();
+        let mut entities = entities;
         let range = format!("{}s", (window.end - window.start).max(60));
         let resolvers: Vec<String> = RESOLVERS.iter().map(|m| (*m).to_owned()).collect();
         let exists = match tokio::time::timeout_at(
-            deadline.at,
+            cutoff,
             prom.existing(&resolvers, window.start, window.end),
         )
         .await
@@ -622,10 +871,10 @@ impl Gatherer {
                 HashSet::new()
             }
             Err(_) => {
-                let what = "listing the series that relate pods, workloads and hosts";
-                out.failures
-                    .push(deadline.failure(EvidenceSource::Prometheus, None, what));
-                return out;
+                out.failures.push(cut(
+                    "listing the series that relate pods, workloads and hosts",
+                ));
+                return entities;
             }
         };
         let exists = |m: &str| exists.contains(m);
@@ -641,7 +890,7 @@ impl Gatherer {
                 ),
             };
             let Some(query) = query else { continue };
-            match tokio::time::timeout_at(deadline.at, prom.instant(&query, window.end)).await {
+            match tokio::time::timeout_at(cutoff, prom.instant(&query, window.end)).await {
                 Ok(Ok(series)) => {
                     for s in &series {
                         entities.absorb(&s.labels);
@@ -651,18 +900,46 @@ impl Gatherer {
                     .failures
                     .push(failure(Some(query), format!("cannot resolve {what}: {e}"))),
                 Err(_) => {
-                    let what = format!("resolving {what}");
-                    out.failures.push(deadline.failure(
-                        EvidenceSource::Prometheus,
-                        Some(query),
-                        &what,
-                    ));
-                    return out;
+                    let mut failure = cut(&format!("resolving {what}"));
+                    failure.query = Some(query);
+                    out.failures.push(failure);
+                    return entities;
                 }
             }
         }
-        // 2. The metric names of each scope, and which are counters.
-        let scopes = metrics::scopes(&entities);
+        entities
+    }
+
+    /// Discovery (`candidates::metrics`): every metric whose series carry the group's entities, or
+    /// the leads' (`followed`), fetched in a batch per scope and kind, every series scored; the
+    /// best `context.max_candidates` metrics become evidence, and each usage found next to its
+    /// limit (`candidates::pairs`) becomes a share.
+    async fn discover(
+        &self,
+        rules: &[Rule],
+        entities: &Entities,
+        followed: &[&Entities],
+        window: Window,
+        deadline: Deadline,
+    ) -> Collected {
+        let mut out = Collected::default();
+        let Some(prom) = &self.prometheus else {
+            return out;
+        };
+        let failure = |query: Option<String>, error: String| SourceFailure {
+            source: EvidenceSource::Prometheus,
+            query,
+            error,
+        };
+
+        // The metric names of each scope (the group's, then the leads'), and which are counters.
+        let mut scopes = metrics::scopes(entities);
+        for lead in followed {
+            scopes.extend(metrics::scopes(lead).into_iter().map(|mut s| {
+                s.what = format!("{} (named in the logs)", s.what);
+                s
+            }));
+        }
         if scopes.is_empty() {
             return out;
         }
@@ -685,7 +962,7 @@ impl Gatherer {
             out.failures.push(failure(None, format!("cannot read the metrics' types (/api/v1/metadata); counters are told by their _total suffix: {e}")));
             HashMap::new()
         });
-        // 3. Each name in the first (most specific) scope that has it, batched by kind.
+        // Each name in the first (most specific) scope that has it, batched by kind.
         let mut seen = HashSet::new();
         let mut batches: Vec<(usize, metrics::Kind, Vec<String>)> = Vec::new();
         for (i, (scope, names)) in scopes.iter().zip(names).enumerate() {
@@ -713,7 +990,7 @@ impl Gatherer {
                 }
             }
         }
-        // 4. The batches, concurrently, until the deadline.
+        // The batches, concurrently, until the deadline.
         let mut pending: FuturesUnordered<_> = batches
             .iter()
             .enumerate()
@@ -770,7 +1047,7 @@ impl Gatherer {
                 }
             }
         }
-        // 5. Every metric scored; the best become evidence, the pairs shares.
+        // Every metric scored; the best become evidence, the pairs shares.
         let own: HashSet<&str> = rules
             .iter()
             .flat_map(|r| r.selectors.iter().map(|s| s.metric.as_str()))
@@ -796,11 +1073,16 @@ impl Gatherer {
         }
         let mut found: Vec<(Rank, Evidence)> = Vec::new();
         for (name, (scope, kind, series)) in &by_name {
-            if own.contains(name.as_str()) {
-                continue;
-            }
             let ranked = summarize_in(series, frame, None);
             let Some(top) = ranked.first() else { continue };
+            if own.contains(name.as_str()) {
+                // The rule's own metric is evidence already; what tells its anomalous series
+                // apart may still name a service.
+                if Tier::of_score(top.score) >= Tier::Anomalous {
+                    out.values.extend(top.labels.values().cloned());
+                }
+                continue;
+            }
             let alternative = series
                 .iter()
                 .find(|s| {
@@ -812,6 +1094,9 @@ impl Gatherer {
             let (text, title) = metrics::shown(name, alternative, *kind, &scopes[*scope].what);
             let summary = self.series_lines(&ranked, None);
             let rank = Rank::new(Tier::of_score(top.score), top.score);
+            if rank.tier >= Tier::Anomalous {
+                out.values.extend(top.labels.values().cloned());
+            }
             found.push((
                 rank,
                 evidence(format!("found-{}", found.len() + 1), title, text, summary),
@@ -861,94 +1146,211 @@ impl Gatherer {
         out
     }
 
-    /// Error-like lines over the window and a sample of lines just before the alert, from the
-    /// streams whose label values name the group's workload or host (`candidates::logs`), else from
-    /// the labels `loki.labels` maps by name; and the host's own error-like lines when the workload
-    /// and the host are both known.
-    async fn plan_loki(
+    /// Loki's labels and each one's values over the logs' span (cached), for matching streams by
+    /// value. `None` when they cannot be listed (`out` says why).
+    async fn loki_streams(
         &self,
-        labels: &BTreeMap<String, Vec<String>>,
-        entities: &Entities,
+        loki: &Loki,
         window: Window,
-    ) -> (Vec<Query>, Vec<SourceFailure>) {
-        let Some(loki) = &self.loki else {
-            return (Vec::new(), Vec::new());
-        };
-        let (start, end) = (window.start * 1_000_000_000, window.end * 1_000_000_000);
+        deadline: Deadline,
+        out: &mut Collected,
+    ) -> Option<(Vec<String>, BTreeMap<String, BTreeSet<String>>)> {
+        let (start, end) = (
+            window.logs_start * 1_000_000_000,
+            window.logs_end * 1_000_000_000,
+        );
         let failure = |error: String| SourceFailure {
             source: EvidenceSource::Loki,
             query: None,
             error,
         };
-        let known = match loki.labels(start, end).await {
-            Ok(known) => known,
-            Err(e) => {
-                return (
-                    Vec::new(),
-                    vec![failure(format!("cannot list Loki's labels: {e}"))],
-                );
+        let listed = tokio::time::timeout_at(deadline.at, async {
+            let known = loki.labels(start, end).await?;
+            let names: Vec<String> = known
+                .iter()
+                .filter(|n| !n.starts_with("__"))
+                .take(MAX_LOKI_LABELS)
+                .cloned()
+                .collect();
+            let lookups = names.iter().map(|n| loki.label_values(n, start, end, None));
+            let answers = futures_util::future::join_all(lookups).await;
+            Ok::<_, String>((known, names, answers))
+        })
+        .await;
+        let (known, names, answers) = match listed {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(e)) => {
+                out.failures
+                    .push(failure(format!("cannot list Loki's labels: {e}")));
+                return None;
+            }
+            Err(_) => {
+                let what = "listing Loki's labels and their values, which plans the log queries";
+                out.failures
+                    .push(deadline.failure(EvidenceSource::Loki, None, what));
+                return None;
             }
         };
-        let mut failures = Vec::new();
-        let names: Vec<&String> = known
-            .iter()
-            .filter(|n| !n.starts_with("__"))
-            .take(MAX_LOKI_LABELS)
-            .collect();
-        let lookups = names.iter().map(|n| loki.label_values(n, start, end, None));
         let mut values = BTreeMap::new();
-        for (name, answer) in names
-            .iter()
-            .zip(futures_util::future::join_all(lookups).await)
-        {
+        for (name, answer) in names.iter().zip(answers) {
             match answer {
-                Ok(v) => drop(values.insert((*name).clone(), v.into_iter().collect())),
-                Err(e) => failures.push(failure(format!(
+                Ok(v) => drop(values.insert(name.clone(), v.into_iter().collect())),
+                Err(e) => out.failures.push(failure(format!(
                     "cannot list the values of Loki's label {name}, so its streams were not matched: {e}"
                 ))),
             }
         }
-        let found = logs::selectors(entities, &values);
-        let by_name = || loki_selector(&self.loki_config, labels, &known);
-        let Some(primary) = found
+        Some((known, values))
+    }
+
+    /// The group's log queries: error-like lines of the streams whose label values name its
+    /// workload or host (`candidates::logs`), else of the labels `loki.labels` maps by name; a
+    /// sample of lines just before the alert; the host's own error-like lines when the workload
+    /// and the host are both known; and lines anywhere that mention the group's entities.
+    #[allow(clippy::too_many_arguments)]
+    async fn log_queries(
+        &self,
+        loki: &Loki,
+        labels: &BTreeMap<String, Vec<String>>,
+        entities: &Entities,
+        terms: &[String],
+        known: &[String],
+        values: &BTreeMap<String, BTreeSet<String>>,
+        window: Window,
+        out: &mut Collected,
+    ) -> Vec<Query> {
+        let span = (
+            window.logs_start * 1_000_000_000,
+            window.logs_end * 1_000_000_000,
+        );
+        let mut queries = Vec::new();
+        let found = logs::selectors(entities, values);
+        let by_name = || loki_selector(&self.loki_config, labels, known);
+        let primary = found
             .workload
             .clone()
             .or(found.host.clone())
-            .or_else(by_name)
-        else {
-            failures.push(failure(
-                "no Loki label holds a value of the alerts' hosts, pods or workloads, and none maps by name (loki.labels)".into(),
-            ));
-            return (Vec::new(), failures);
-        };
-        let mut queries = vec![
-            Query {
-                id: "logs-errors".into(),
-                title: "Error-like log lines, as templates".into(),
-                text: self
-                    .errors_query(loki, &known, &primary, (start, end), &mut failures)
-                    .await,
-                purpose: Purpose::LogErrors,
-            },
-            Query {
-                id: "logs-recent".into(),
-                title: "The last log lines before the alert started".into(),
-                text: primary.clone(),
-                purpose: Purpose::LogRecent,
-            },
-        ];
-        if let Some(host) = found.host.filter(|h| *h != primary) {
+            .or_else(by_name);
+        match &primary {
+            Some(primary) => {
+                queries.push(Query {
+                    id: "logs-errors".into(),
+                    title: "Error-like log lines, as templates".into(),
+                    text: self
+                        .errors_query(loki, known, primary, span, &mut out.failures)
+                        .await,
+                    purpose: Purpose::LogErrors,
+                });
+                queries.push(Query {
+                    id: "logs-other".into(),
+                    title: "The other log lines (not error-like), as templates".into(),
+                    text: format!("{primary} !~ {}", quote(ERROR_LINES)),
+                    purpose: Purpose::LogOther,
+                });
+            }
+            None => out.failures.push(SourceFailure {
+                source: EvidenceSource::Loki,
+                query: None,
+                error: "no Loki label holds a value of the alerts' hosts, pods or workloads, and none maps by name (loki.labels)".into(),
+            }),
+        }
+        if let Some(host) = found.host.filter(|h| Some(h) != primary.as_ref()) {
             queries.push(Query {
                 id: "logs-host".into(),
                 title: "Error-like lines of the host (kernel, system services), as templates"
                     .into(),
                 text: self
-                    .errors_query(loki, &known, &host, (start, end), &mut failures)
+                    .errors_query(loki, known, &host, span, &mut out.failures)
                     .await,
                 purpose: Purpose::LogErrors,
             });
         }
-        (queries, failures)
+        if let Some(filter) = logs::mentions(terms) {
+            let own: BTreeSet<String> = entities
+                .hosts
+                .iter()
+                .chain(&entities.pods)
+                .chain(&entities.owned)
+                .chain(&entities.workloads)
+                .cloned()
+                .collect();
+            let own = Arc::new(own);
+            for (n, selector) in logs::cover(known).into_iter().enumerate() {
+                queries.push(Query {
+                    id: format!("logs-mentions-{}", n + 1),
+                    title: format!(
+                        "Lines elsewhere that mention {}, as templates",
+                        terms.join(", ")
+                    ),
+                    text: format!("{selector} {filter}"),
+                    purpose: Purpose::Mentions { own: own.clone() },
+                });
+            }
+        }
+        queries
+    }
+
+    /// The names a service goes by that a line may name: Prometheus' jobs and Loki's workload
+    /// labels' values.
+    async fn service_names(
+        &self,
+        values: &BTreeMap<String, BTreeSet<String>>,
+        window: Window,
+        deadline: Deadline,
+        out: &mut Collected,
+    ) -> BTreeSet<String> {
+        let mut known: BTreeSet<String> = [
+            "app",
+            "service_name",
+            "application",
+            "service",
+            "container",
+            "job",
+        ]
+        .iter()
+        .filter_map(|l| values.get(*l))
+        .flatten()
+        .cloned()
+        .collect();
+        if let Some(prom) = &self.prometheus {
+            let jobs = tokio::time::timeout_at(
+                deadline.at,
+                prom.values_of("job", window.start, window.end),
+            )
+            .await
+            .unwrap_or_else(|_| Err("the context deadline passed".into()));
+            match jobs {
+                Ok(jobs) => known.extend(jobs),
+                Err(e) => out.failures.push(SourceFailure {
+                    source: EvidenceSource::Prometheus,
+                    query: None,
+                    error: format!("cannot list Prometheus' jobs, so services named in the logs were matched against Loki's labels only: {e}"),
+                }),
+            }
+        }
+        known
+    }
+
+    /// The lines of the leads (the dependencies the group's lines name, by host or by service),
+    /// found by value as the group's own streams are: all of them, mined, the new first.
+    fn lead_queries(
+        &self,
+        followed: &[(String, Entities)],
+        values: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Vec<Query> {
+        let mut queries = Vec::new();
+        for (what, entities) in followed {
+            let found = logs::selectors(entities, values);
+            for selector in found.workload.into_iter().chain(found.host) {
+                queries.push(Query {
+                    id: format!("logs-lead-{}", queries.len() + 1),
+                    title: format!("The lines of {what}, named in the lines above, as templates"),
+                    text: selector,
+                    purpose: Purpose::LeadLines,
+                });
+            }
+        }
+        queries
     }
 
     /// Error-like lines of `selector`'s streams: by their level label when those streams carry an
@@ -1021,11 +1423,20 @@ impl Gatherer {
         let evidence = match answer {
             Answer::Series(series) => self.series_evidence(q, &series, window),
             Answer::Lines(mut lines) => {
+                if let Purpose::Mentions { own } = &q.purpose {
+                    lines.retain(|l| !l.stream.values().any(|v| own.contains(v)));
+                }
                 // Before mining: a secret must not become part of a template or an example.
                 for l in &mut lines {
                     self.redactor.redact_in_place(&mut l.line);
                 }
-                logs_evidence(q, &lines, window, self.loki_config.sample_lines as usize)
+                let evidence = logs_evidence(q, &lines, window, &self.loki_config);
+                match q.purpose {
+                    Purpose::LogErrors => context.lines.push((false, lines)),
+                    Purpose::Mentions { .. } => context.lines.push((true, lines)),
+                    _ => {}
+                }
+                evidence
             }
         };
         context.evidence.extend(evidence);
@@ -1038,11 +1449,18 @@ impl Gatherer {
         window: Window,
     ) -> Option<(Rank, Evidence)> {
         let threshold = match q.purpose {
-            Purpose::Rule { threshold } => threshold,
+            Purpose::Rule { threshold, .. } => threshold,
             _ => None,
         };
         let ranked = summarize(series, window.alert as f64, threshold);
         let top = ranked.first()?.score;
+        let mut lines = self.series_lines(&ranked, threshold);
+        if let Purpose::Rule { alerts, .. } = &q.purpose
+            && let Some(contrast) = peers::contrast(series, alerts, threshold, window.alert as f64)
+        {
+            lines.push('\n');
+            lines.push_str(&contrast);
+        }
         let tier = match q.purpose {
             Purpose::Rule { .. } => Tier::Rule,
             Purpose::Alerts => Tier::Correlated,
@@ -1052,7 +1470,7 @@ impl Gatherer {
         Some(ranked_evidence(
             q,
             EvidenceSource::Prometheus,
-            self.series_lines(&ranked, threshold),
+            lines,
             None,
             Rank::new(tier, top),
         ))
@@ -1145,41 +1563,63 @@ fn logs_evidence(
     q: &Query,
     lines: &[LogLine],
     window: Window,
-    sample: usize,
+    config: &LokiConfig,
 ) -> Option<(Rank, Evidence)> {
-    if lines.is_empty() {
-        return None;
-    }
+    let span = format!(
+        "between {} and {}",
+        at(window.logs_start as f64),
+        at(window.logs_end as f64)
+    );
     match q.purpose {
-        Purpose::LogRecent => {
-            // Loki honours the limit; a proxy or an old version may not.
-            let lines = &lines[lines.len().saturating_sub(sample)..];
-            let excerpt: Vec<String> = lines.iter().map(|l| truncate(&l.line, 300)).collect();
-            Some(ranked_evidence(
-                q,
-                EvidenceSource::Loki,
-                format!("{} lines from just before the alert started", lines.len()),
-                Some(excerpt.join("\n")),
-                Rank::new(Tier::Background, lines.len() as f64),
-            ))
-        }
+        // Lines elsewhere that mention nothing of the group say nothing: no evidence.
+        Purpose::Mentions { .. } if lines.is_empty() => None,
+        // No error line is a fact too: the analyzer must not read silence as "not looked".
+        _ if lines.is_empty() => Some(ranked_evidence(
+            q,
+            EvidenceSource::Loki,
+            format!("No line matched {span}."),
+            None,
+            Rank::new(Tier::Background, 0.0),
+        )),
         _ => {
             let new_since = window.alert as f64 - INCIDENT_LEAD;
             let templates = mine(lines, new_since, LOG_TEMPLATES);
-            let new = templates.iter().filter(|t| t.is_new()).count();
+            // Newest first under a limit: when even the oldest line kept is from the incident, no
+            // template can be told new.
+            let oldest = lines.first().map_or(f64::MAX, |l| l.ts_ns as f64 / 1e9);
+            let truncated = lines.len() >= config.limit as usize && oldest >= new_since;
+            let new = match truncated {
+                true => 0,
+                false => templates.iter().filter(|t| t.is_new()).count(),
+            };
+            let what = match q.purpose {
+                Purpose::Mentions { .. } | Purpose::LeadLines => "lines",
+                Purpose::LogOther => "other lines",
+                _ => "error-like lines",
+            };
             let mut summary = format!(
-                "{} error-like lines, {} templates kept ({new} new since the incident began):",
+                "{} {what} {span}, {} templates kept ({}):",
                 lines.len(),
-                templates.len()
+                templates.len(),
+                match truncated {
+                    true => format!(
+                        "the limit of {} lines reached within the incident: none can be told new",
+                        config.limit
+                    ),
+                    false => format!("{new} new since the incident began"),
+                }
             );
             for t in &templates {
                 summary.push('\n');
                 summary.push_str(&t.line());
             }
-            // New templates rank by how many; old ones by how many lines.
-            let rank = match new {
-                0 => Rank::new(Tier::Changed, lines.len() as f64),
-                n => Rank::new(Tier::Anomalous, rank::NEW_TEMPLATE * n as f64),
+            // New templates rank by how many; old ones by how many lines. Lines that are not
+            // error-like change the picture less.
+            let rank = match (new, &q.purpose) {
+                (0, Purpose::LogOther) => Rank::new(Tier::Background, lines.len() as f64),
+                (0, _) => Rank::new(Tier::Changed, lines.len() as f64),
+                (n, Purpose::LogOther) => Rank::new(Tier::Changed, rank::NEW_TEMPLATE * n as f64),
+                (n, _) => Rank::new(Tier::Anomalous, rank::NEW_TEMPLATE * n as f64),
             };
             Some(ranked_evidence(
                 q,

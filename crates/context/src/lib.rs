@@ -24,6 +24,7 @@ pub mod escape;
 mod gather;
 pub mod logs;
 mod loki;
+mod peers;
 mod prom;
 pub mod promql;
 mod rank;

@@ -74,7 +74,7 @@ pub fn mine(lines: &[LogLine], new_since: f64, keep: usize) -> Vec<TemplateSumma
         }
     }
     for (s, c) in stats.iter_mut().zip(drain.clusters()) {
-        s.template = truncate(&c.template(), 240);
+        s.template = truncate(&c.template(), 400);
     }
     stats.sort_by(|a, b| b.rank().total_cmp(&a.rank()));
     stats.truncate(keep);

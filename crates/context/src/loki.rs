@@ -15,13 +15,6 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// Which end of the window a query reads first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Backward,
-}
-
 /// A Loki HTTP API client.
 #[derive(Debug)]
 pub struct Loki {
@@ -175,28 +168,21 @@ impl Loki {
         Ok(answer.data)
     }
 
-    /// Log lines of a LogQL log query, oldest first whatever the direction.
+    /// Log lines of a LogQL log query, read newest first (a limit keeps the newest), returned
+    /// oldest first.
     pub async fn query_range(
         &self,
         query: &str,
         start_ns: i64,
         end_ns: i64,
         limit: u32,
-        direction: Direction,
     ) -> Result<Vec<LogLine>, String> {
         let params = [
             ("query", query.to_owned()),
             ("start", start_ns.to_string()),
             ("end", end_ns.to_string()),
             ("limit", limit.to_string()),
-            (
-                "direction",
-                match direction {
-                    Direction::Forward => "forward",
-                    Direction::Backward => "backward",
-                }
-                .to_owned(),
-            ),
+            ("direction", "backward".to_owned()),
         ];
         let body = self.get("/loki/api/v1/query_range", &params).await?;
         let answer: QueryAnswer = serde_json::from_str(&body).map_err(|e| {

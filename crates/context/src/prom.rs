@@ -201,6 +201,20 @@ impl Prometheus {
 }
 
 impl Prometheus {
+    /// The values of `label` across all series in the window.
+    pub async fn values_of(
+        &self,
+        label: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, String> {
+        let request = self.client.label_values(label).start(start).end(end).get();
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
+            .map_err(describe)
+    }
+
     /// The metric names with series that any of `selectors` selects in the window.
     pub async fn names_of(
         &self,

@@ -56,11 +56,21 @@ fn number(expr: &Expr) -> Option<f64> {
     }
 }
 
-/// `signal > 0.9` → (`signal`, `> 0.9`); `0.9 < signal` likewise.
+/// `signal > 0.9` → (`signal`, `> 0.9`); `0.9 < signal` likewise. A condition joined on with `and`
+/// or `unless` (`… < 10 and on(instance) node_filesystem_readonly == 0`) only filters which series
+/// alert: the comparison on its left is the signal, so every series of it (the peers that do not
+/// alert too) is graphed.
 fn split_threshold(expr: &Expr) -> (Option<&Expr>, Option<Threshold>) {
     let Expr::Binary(b) = unparen(expr) else {
         return (None, None);
     };
+    if matches!(b.op.to_string().to_lowercase().as_str(), "and" | "unless") {
+        let (signal, threshold) = split_threshold(&b.lhs);
+        return match threshold {
+            Some(_) => (signal, threshold),
+            None => (None, None),
+        };
+    }
     if !b.op.is_comparison_operator() || b.return_bool() {
         return (None, None);
     }
@@ -172,6 +182,31 @@ mod tests {
             .map(|s| s.metric.as_str())
             .collect();
         assert_eq!(metrics, ["errors_total", "requests_total"]);
+    }
+
+    #[test]
+    fn a_condition_joined_with_and_leaves_the_comparison_on_its_left() {
+        let rule = read_rule(
+            "(node_filesystem_avail_bytes * 100) / node_filesystem_size_bytes < 10 and ON (instance, device, mountpoint) node_filesystem_readonly == 0",
+        )
+        .expect("parses");
+        assert_eq!(
+            rule.signal,
+            "(node_filesystem_avail_bytes * 100) / node_filesystem_size_bytes"
+        );
+        assert_eq!(
+            rule.threshold.map(|t| (t.op, t.value)),
+            Some((Comparison::Less, 10.0))
+        );
+        assert_eq!(
+            rule.selectors.len(),
+            3,
+            "the condition's metric is still a component"
+        );
+        let plain = read_rule("up == 0 and on(job) vector(1)").expect("parses");
+        assert_eq!(plain.signal, "up");
+        let none = read_rule("a and b").expect("parses");
+        assert_eq!((none.signal.as_str(), none.threshold), ("a and b", None));
     }
 
     #[test]

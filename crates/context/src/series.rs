@@ -21,6 +21,18 @@ pub struct Threshold {
     pub value: f64,
 }
 
+impl Threshold {
+    /// Whether `value` meets the threshold.
+    pub fn holds(&self, value: f64) -> bool {
+        self.op.holds(value, self.value)
+    }
+
+    /// `< 10`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.op.symbol(), num(self.value))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparison {
     Greater,

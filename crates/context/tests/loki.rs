@@ -9,7 +9,7 @@ use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload};
 use aiops_model::{ContextSource, EvidenceSource, ManualClock};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wiremock::matchers::{header, method, path, query_param};
+use wiremock::matchers::{header, method, path, query_param, query_param_contains};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NOW: i64 = 1_790_000_000;
@@ -135,7 +135,7 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .and(query_param("query", errors))
-        .and(query_param("direction", "forward"))
+        .and(query_param("direction", "backward"))
         .and(query_param("limit", "500"))
         .and(header("X-Scope-OrgID", "team-a"))
         .respond_with(ResponseTemplate::new(200).set_body_json(streams(
@@ -145,11 +145,15 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
         .expect(1)
         .mount(&server)
         .await;
+    // The other lines, read to now (the clock), newest first.
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
-        .and(query_param("query", r#"{namespace="shop", app="cart"}"#))
+        .and(query_param(
+            "query",
+            format!(r#"{{namespace="shop", app="cart"}} !~ "{ERROR_WORDS}""#),
+        ))
         .and(query_param("direction", "backward"))
-        .and(query_param("end", (STARTS_AT * 1_000_000_000).to_string()))
+        .and(query_param("end", (NOW * 1_000_000_000).to_string()))
         .respond_with(ResponseTemplate::new(200).set_body_json(streams(
             json!({"namespace": "shop", "app": "cart"}),
             &[(
@@ -161,6 +165,14 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
         .mount(&server)
         .await;
 
+    // Lines elsewhere that mention the group: none.
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param_contains("query", "(shop/)"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(json!({"app": "x"}), &[])))
+        .expect(3)
+        .mount(&server)
+        .await;
     let config = LokiConfig {
         tenant: "team-a".into(),
         ..loki_config(&server)
@@ -179,11 +191,11 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
     let logs = context.evidence("logs-errors").expect("error templates");
     assert_eq!(logs.source, EvidenceSource::Loki);
     let mut summary = logs.summary.lines();
+    let header = summary.next().expect("header");
     assert!(
-        summary
-            .next()
-            .expect("header")
-            .starts_with("52 error-like lines, 2 templates kept (1 new")
+        header.starts_with("52 error-like lines between ")
+            && header.contains(", 2 templates kept (1 new"),
+        "{header}"
     );
     let first = summary.next().expect("first template");
     assert!(
@@ -195,10 +207,27 @@ async fn error_lines_are_queried_with_the_mapped_selector_and_mined_into_templat
         second.starts_with("[0x after, 40x before] GET /cart/<*> upstream timeout after <*>"),
         "{second}"
     );
-    let recent = context.evidence("logs-recent").expect("recent lines");
+    let other = context.evidence("logs-other").expect("the other lines");
+    assert!(
+        other.summary.contains("cart checkout started for order 77"),
+        "{}",
+        other.summary
+    );
+    // "cart" alone is too common a word to look for in every stream; objects of the namespace
+    // (`shop/…`, as Kubernetes' components name them) are looked for, and none was found.
+    assert!(context.evidence("logs-mentions-1").is_none());
+    let mentions = log_queries(&server)
+        .await
+        .into_iter()
+        .filter(|q| q.contains("|~"))
+        .collect::<Vec<_>>();
     assert_eq!(
-        recent.excerpt.as_deref(),
-        Some("cart checkout started for order 77")
+        mentions,
+        [
+            r#"{namespace=~".+"} |~ "(?i)\\b(shop/)\\b""#,
+            r#"{namespace="", job=~".+"} |~ "(?i)\\b(shop/)\\b""#,
+            r#"{namespace="", job="", app=~".+"} |~ "(?i)\\b(shop/)\\b""#
+        ]
     );
     server.verify().await;
 }
@@ -222,7 +251,18 @@ async fn an_injected_label_value_stays_inside_its_matcher() {
         .and(path("/loki/api/v1/query_range"))
         .and(query_param(
             "query",
-            r#"{app="cart\"} |= \"\" or {app=~\".+"}"#,
+            format!(r#"{{app="cart\"}} |= \"\" or {{app=~\".+"}} !~ "{ERROR_WORDS}""#),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(streams(json!({"app": "x"}), &[])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The value is a word looked for in every stream: inside the regex, inside the literal.
+    Mock::given(method("GET"))
+        .and(path("/loki/api/v1/query_range"))
+        .and(query_param(
+            "query",
+            r#"{app=~".+"} |~ "(?i)\\b(cart\"\\} \\|= \"\" or \\{app=\\~\"\\.\\+)\\b""#,
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(streams(json!({"app": "x"}), &[])))
         .expect(1)
@@ -460,8 +500,11 @@ async fn the_deadline_names_every_query_it_cut_off() {
         context.failures
     );
     assert!(
-        named(EvidenceSource::Loki, r#"{app="cart"}"#),
-        "the log sample's query is named: {:#?}",
+        named(
+            EvidenceSource::Loki,
+            &format!(r#"{{app="cart"}} !~ "{ERROR_WORDS}""#)
+        ),
+        "the other lines' query is named: {:#?}",
         context.failures
     );
     assert!(
@@ -583,8 +626,9 @@ async fn an_instance_alert_finds_its_hosts_logs_under_another_label_and_not_a_lo
     let queries = log_queries(&server).await;
     assert!(!queries.is_empty());
     for q in &queries {
+        // Its own streams, or any stream's lines that name it as a whole word.
         assert!(
-            q.starts_with(r#"{host="app-07"}"#),
+            q.starts_with(r#"{host="app-07"}"#) || q.ends_with(r#"|~ "(?i)\\b(app\\-07)\\b""#),
             "only app-07, never app-070 or app-06: {q}"
         );
     }

@@ -92,7 +92,11 @@ pub fn scopes(entities: &Entities) -> Vec<Scope> {
             .join("|")
     };
     let names = |values: &std::collections::BTreeSet<String>| {
-        values.iter().cloned().collect::<Vec<_>>().join(", ")
+        let shown: Vec<&str> = values.iter().take(3).map(String::as_str).collect();
+        match values.len() {
+            n if n > 3 => format!("{} and {} more", shown.join(", "), n - 3),
+            _ => shown.join(", "),
+        }
     };
     let mut scopes = Vec::new();
     if !entities.pods.is_empty() {
@@ -184,14 +188,16 @@ pub enum Kind {
 }
 
 /// How `metric` is read, or `None` for what describes the scrape or an alert, or the parts of a
-/// histogram or summary, rather than the entity. `counter` says what `/api/v1/metadata` declared;
-/// without it, the name decides (`_total`).
+/// histogram or summary, rather than the entity. `counter` says what `/api/v1/metadata` declared
+/// (a histogram's parts are declared under its base name, so a declared `pg_stat_activity_count`
+/// is a metric of its own); without it, the name decides (`_total`; `_count`, `_sum`, `_bucket`
+/// are a histogram's parts).
 pub fn kind(metric: &str, counter: Option<bool>) -> Option<Kind> {
     const PREFIXES: &[&str] = &["scrape_", "ALERTS", "promhttp_"];
     const SUFFIXES: &[&str] = &["_bucket", "_sum", "_count", "_created"];
     let noise = metric == "up"
         || PREFIXES.iter().any(|p| metric.starts_with(p))
-        || SUFFIXES.iter().any(|s| metric.ends_with(s));
+        || (counter.is_none() && SUFFIXES.iter().any(|s| metric.ends_with(s)));
     if !is_metric_name(metric) || noise {
         return None;
     }
@@ -349,6 +355,15 @@ mod tests {
         );
         assert_eq!(kind("node_load1", Some(false)), Some(Kind::Gauge));
         assert_eq!(kind("app_build_info", None), Some(Kind::Gauge));
+        assert_eq!(
+            kind("pg_stat_activity_count", Some(false)),
+            Some(Kind::Gauge)
+        );
+        assert_eq!(
+            kind("pg_stat_activity_count", None),
+            None,
+            "a histogram's part by its name"
+        );
         for noise in [
             "up",
             "scrape_duration_seconds",
