@@ -290,6 +290,15 @@ fn shared_values(alerts: &[BTreeMap<String, String>]) -> Vec<String> {
         .collect()
 }
 
+/// The values of `labels` (one anomalous series' distinguishing labels) that may name a service:
+/// not the scrape's or the entity's own (`job`, `instance`, `namespace`, `pod`, …).
+fn telling(labels: &BTreeMap<String, String>) -> impl Iterator<Item = String> + '_ {
+    labels
+        .iter()
+        .filter(|(k, _)| !ENTITY_LABELS.contains(&k.as_str()) && !k.starts_with("__"))
+        .map(|(_, v)| v.clone())
+}
+
 /// Per alert label, its distinct values across the group.
 fn label_values(payload: &WebhookPayload) -> BTreeMap<String, Vec<String>> {
     let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -583,6 +592,7 @@ impl Gatherer {
         let mut second = Leads::default();
         for v in &found.values {
             if let Some(name) = by_form.get(&v.to_lowercase().replace('_', "-"))
+                && leads::followable(name)
                 && !followed_names.contains(name)
                 && !entities.workloads.contains(*name)
                 && !entities.jobs.contains(*name)
@@ -1079,7 +1089,7 @@ impl Gatherer {
                 // The rule's own metric is evidence already; what tells its anomalous series
                 // apart may still name a service.
                 if Tier::of_score(top.score) >= Tier::Anomalous {
-                    out.values.extend(top.labels.values().cloned());
+                    out.values.extend(telling(&top.labels));
                 }
                 continue;
             }
@@ -1095,7 +1105,7 @@ impl Gatherer {
             let summary = self.series_lines(&ranked, None);
             let rank = Rank::new(Tier::of_score(top.score), top.score);
             if rank.tier >= Tier::Anomalous {
-                out.values.extend(top.labels.values().cloned());
+                out.values.extend(telling(&top.labels));
             }
             found.push((
                 rank,

@@ -29,8 +29,8 @@ pub use prometheus::check_installed;
 pub use report::{Report, Totals};
 pub use scenario::{Scenario, load_all};
 
-use crate::loki::DataServer;
-use crate::prometheus::Prometheus;
+pub use crate::loki::DataServer;
+pub use crate::prometheus::Prometheus;
 
 /// The pipeline's stages for one scenario, built against its Prometheus and Loki URLs.
 #[derive(Debug, Clone)]
@@ -118,6 +118,31 @@ pub async fn run(
     Report::new(outcomes)
 }
 
+/// A scenario's data, served: the Loki API and metadata exposition, and a real Prometheus on its
+/// blocks. Both stop when it is dropped.
+pub struct Served {
+    pub loki: DataServer,
+    pub prometheus: Prometheus,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("loki", &self.loki.url)
+            .field("prometheus", &self.prometheus.url)
+            .finish()
+    }
+}
+
+impl Served {
+    /// Serves `scenario` as of `now` (its relative times made absolute); its alert group is
+    /// `scenario.payload(now)`.
+    pub async fn start(scenario: &Scenario, now: OffsetDateTime) -> Result<Self, String> {
+        let (loki, prometheus) = serve(scenario, now).await?;
+        Ok(Self { loki, prometheus })
+    }
+}
+
 /// The data of `scenario` served at `now`: its Loki API and metadata, and Prometheus on its blocks.
 async fn serve(
     scenario: &Scenario,
@@ -132,7 +157,7 @@ async fn serve(
 }
 
 /// Now, to the second: sample times and the alert are written against it.
-fn now() -> OffsetDateTime {
+pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(0).unwrap_or(now)
 }

@@ -71,6 +71,12 @@ impl Leads {
     }
 }
 
+/// Whether a service named in a line or a label value is worth following: long enough not to be a
+/// common word, and not a scrape job that covers everything.
+pub fn followable(name: &str) -> bool {
+    name.len() >= 5 && !NOT_FOLLOWED.contains(&name)
+}
+
 /// The services `lines` name by a word in `known` (job and workload names), not the group's own:
 /// the most named first.
 pub fn named(lines: &[LogLine], known: &BTreeSet<String>, own: &Entities) -> Vec<String> {
@@ -83,7 +89,7 @@ pub fn named(lines: &[LogLine], known: &BTreeSet<String>, own: &Entities) -> Vec
             .collect();
         for w in words {
             if let Some(k) = known.get(w)
-                && !NOT_FOLLOWED.contains(&w)
+                && followable(w)
                 && !own.workloads.contains(w)
                 && !own.jobs.contains(w)
                 && !own.hosts.contains(w)
