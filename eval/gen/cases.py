@@ -119,8 +119,9 @@ def workload_scope():
 
 
 def scoring():
-    """Point 4: on the alerting host, disk I/O time jumps with the alert; the load average is high
-    all along (a red herring: high, but it did not change)."""
+    """Point 4: on the alerting host, disk I/O time jumps with the alert, and so does the app's
+    database latency (a histogram); the load average is high all along (a red herring: high, but it
+    did not change)."""
     s = Scenario("scoring", step=30)
     start = -12 * 60
     h = {"instance": "app-01:9100", "job": "node"}
@@ -128,6 +129,11 @@ def scoring():
               [({**h, "device": "nvme0n1"}, lambda t: (0.97 if t >= start else 0.05) + abs(s.noise(0.005)))],
               start=1e4)
     s.gauge("node_load15", "15m load average.", [(h, lambda t: 14.0 + s.noise(0.2))])
+    # The app's database calls, a histogram: slow from the incident on (read as its 99th percentile).
+    s.histogram("app_db_query_duration_seconds", "Database query latency.",
+                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+                [({"instance": "app-01:8080", "job": "app"}, lambda t: 40.0,
+                  lambda t: 0.9 if t >= start else 0.02)])
     s.gauge("app_request_latency_seconds", "Request latency.",
             [({"instance": "app-01:8080", "job": "app"}, lambda t: 1.9 if t >= start else 0.1)])
     a = alert("app_request_latency_seconds > 1",

@@ -31,7 +31,7 @@ use crate::rank::{self, Rank, Tier};
 use crate::series::{
     Frame, INCIDENT_LEAD, Series, SeriesSummary, Threshold, at, summarize, summarize_in,
 };
-use crate::templates::{Template, load};
+use crate::templates::{Template, deny_list, load};
 use aiops_model::redact::Redactor;
 
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
@@ -70,6 +70,8 @@ pub struct Gatherer {
     prometheus: Option<Prometheus>,
     loki: Option<Loki>,
     templates: Vec<Template>,
+    /// Metric names discovery leaves out (`[discovery] deny` of the templates files).
+    deny: Vec<regex::Regex>,
     redactor: Redactor,
     clock: Arc<dyn Clock>,
 }
@@ -134,6 +136,10 @@ struct Collected {
     /// The label values that tell the anomalous discovered series apart (`usename="orders_worker"`),
     /// kept for the services they may name.
     values: BTreeSet<String>,
+    /// The hosts (`instance`) of the anomalous discovered series: a dependency that changed.
+    hosts: BTreeSet<String>,
+    /// The metric names discovery fetched.
+    fetched: BTreeSet<String>,
 }
 
 /// The series that relate a workload to its pods, a pod to its node, a host to its other names.
@@ -217,6 +223,7 @@ impl Gatherer {
             prometheus,
             loki: loki_client,
             templates: load(&config.templates_file)?,
+            deny: deny_list(&config.templates_file)?,
             redactor: Redactor::new(&config.redact).map_err(|e| format!("context.redact: {e}"))?,
             clock,
         })
@@ -564,10 +571,14 @@ impl Gatherer {
                     .take(4)
                     .cloned()
                     .collect::<Vec<_>>()
-                    .join(", "),
+                    .join(", ")
+                    + " (named in the group's lines)",
                 leads.entities(),
             ),
-            (leads.names.join(", "), leads.named()),
+            (
+                leads.names.join(", ") + " (named in the group's errors)",
+                leads.named(),
+            ),
         ]
         .into_iter()
         .filter(|(_, e)| !e.is_empty())
@@ -577,9 +588,13 @@ impl Gatherer {
             Some((_, values)) => self.lead_queries(&followed, values),
             None => Vec::new(),
         };
-        let leads_of = followed.iter().map(|(_, e)| e).collect::<Vec<_>>();
+        let leads_of = followed
+            .iter()
+            .map(|(what, e)| (what.as_str(), e))
+            .collect::<Vec<_>>();
+        let nothing = BTreeSet::new();
         let (found, ()) = tokio::join!(
-            self.discover(rules, &entities, &leads_of, window, deadline),
+            self.discover(rules, &entities, &leads_of, &nothing, window, deadline),
             self.answer_all(&lead_queries, window, deadline, &mut lead_logs)
         );
         // A second hop: a service an anomalous series names by a label value (`usename=
@@ -602,18 +617,32 @@ impl Gatherer {
                 second.names.push((*name).clone());
             }
         }
+        // And the hosts of the anomalous series found, where they are not the group's own.
+        for h in &found.hosts {
+            let short = h.split('.').next().unwrap_or(h);
+            if !entities.hosts.contains(h)
+                && !entities.hosts.contains(short)
+                && !leads.hosts.contains(h)
+                && second.hosts.len() < 4
+            {
+                second.hosts.push(h.clone());
+            }
+        }
         let mut hop = Collected::default();
-        if !second.names.is_empty() {
-            let named = second.named();
+        if !second.names.is_empty() || !second.hosts.is_empty() {
+            let mut named = second.named();
+            let by_host = second.entities();
+            named.hosts.extend(by_host.hosts);
+            named.workloads.extend(by_host.workloads);
+            let what: Vec<String> = second.names.iter().chain(&second.hosts).cloned().collect();
+            let what = format!("{} (where an anomalous series points)", what.join(", "));
             let queries = match &streams {
-                Some((_, values)) => {
-                    self.lead_queries(&[(second.names.join(", "), named.clone())], values)
-                }
+                Some((_, values)) => self.lead_queries(&[(what.clone(), named.clone())], values),
                 None => Vec::new(),
             };
-            let (none, leads_of) = (Entities::default(), [&named]);
+            let (none, leads_of) = (Entities::default(), [(what.as_str(), &named)]);
             let (more, ()) = tokio::join!(
-                self.discover(rules, &none, &leads_of, window, deadline),
+                self.discover(rules, &none, &leads_of, &found.fetched, window, deadline),
                 self.answer_all(&queries, window, deadline, &mut hop)
             );
             hop.evidence.extend(more.evidence);
@@ -928,7 +957,8 @@ impl Gatherer {
         &self,
         rules: &[Rule],
         entities: &Entities,
-        followed: &[&Entities],
+        followed: &[(&str, &Entities)],
+        skip: &BTreeSet<String>,
         window: Window,
         deadline: Deadline,
     ) -> Collected {
@@ -944,9 +974,12 @@ impl Gatherer {
 
         // The metric names of each scope (the group's, then the leads'), and which are counters.
         let mut scopes = metrics::scopes(entities);
-        for lead in followed {
+        for (why, lead) in followed {
+            let why = why
+                .rsplit_once(" (")
+                .map_or("", |(_, w)| w.trim_end_matches(')'));
             scopes.extend(metrics::scopes(lead).into_iter().map(|mut s| {
-                s.what = format!("{} (named in the logs)", s.what);
+                s.what = format!("{} ({why})", s.what);
                 s
             }));
         }
@@ -973,7 +1006,13 @@ impl Gatherer {
             HashMap::new()
         });
         // Each name in the first (most specific) scope that has it, batched by kind.
-        let mut seen = HashSet::new();
+        let own: HashSet<&str> = rules
+            .iter()
+            .flat_map(|r| r.selectors.iter().map(|s| s.metric.as_str()))
+            .collect();
+        let mut histograms = 0;
+        // What an earlier pass fetched is evidence already.
+        let mut seen: HashSet<String> = skip.iter().cloned().collect();
         let mut batches: Vec<(usize, metrics::Kind, Vec<String>)> = Vec::new();
         for (i, (scope, names)) in scopes.iter().zip(names).enumerate() {
             let names = match names {
@@ -988,6 +1027,20 @@ impl Gatherer {
             };
             let mut by_kind: BTreeMap<metrics::Kind, Vec<String>> = BTreeMap::new();
             for name in names {
+                if self.deny.iter().any(|d| d.is_match(&name)) {
+                    continue;
+                }
+                // A histogram (not the rule's own) as its 99th percentile, a query each.
+                if let Some(base) = metrics::histogram_of(&name)
+                    && !own.contains(name.as_str())
+                    && !own.contains(base)
+                    && histograms < metrics::MAX_HISTOGRAMS
+                    && seen.insert(name.clone())
+                {
+                    histograms += 1;
+                    batches.push((i, metrics::Kind::Histogram, vec![name]));
+                    continue;
+                }
                 if let Some(kind) = metrics::kind(&name, counters.get(&name).copied())
                     && seen.insert(name.clone())
                 {
@@ -1006,11 +1059,17 @@ impl Gatherer {
             .enumerate()
             .map(|(b, (scope, _, names))| {
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                let query = metrics::batch(&names, &scopes[*scope]);
+                let query = match batches[b].1 {
+                    metrics::Kind::Histogram => metrics::quantile(
+                        metrics::histogram_of(names[0]).unwrap_or(names[0]),
+                        &scopes[*scope],
+                    ),
+                    _ => metrics::batch(&names, &scopes[*scope]),
+                };
                 // A counter's rate needs a span behind the window's first point.
                 let from = match batches[b].1 {
                     metrics::Kind::Counter => window.start - i64::from(metrics::RATE_SECS),
-                    metrics::Kind::Gauge => window.start,
+                    _ => window.start,
                 };
                 async move {
                     let answer = prom.range_post(&query, from, window.end, window.step).await;
@@ -1034,6 +1093,15 @@ impl Gatherer {
                                     metrics::rates(series, window.start as f64)
                                 }
                                 metrics::Kind::Gauge => series,
+                                // The quantile has no name: it is the histogram's.
+                                metrics::Kind::Histogram => series
+                                    .into_iter()
+                                    .map(|mut s| {
+                                        s.labels.insert("__name__".into(), names[0].clone());
+                                        s
+                                    })
+                                    .filter(|s| !s.points.is_empty())
+                                    .collect(),
                             },
                         )),
                         Err(e) => out.failures.push(failure(
@@ -1058,10 +1126,6 @@ impl Gatherer {
             }
         }
         // Every metric scored; the best become evidence, the pairs shares.
-        let own: HashSet<&str> = rules
-            .iter()
-            .flat_map(|r| r.selectors.iter().map(|s| s.metric.as_str()))
-            .collect();
         let frame = Frame {
             start: window.start as f64,
             alert: window.alert as f64,
@@ -1081,6 +1145,7 @@ impl Gatherer {
                     .push(s);
             }
         }
+        out.fetched.extend(by_name.keys().cloned());
         let mut found: Vec<(Rank, Evidence)> = Vec::new();
         for (name, (scope, kind, series)) in &by_name {
             let ranked = summarize_in(series, frame, None);
@@ -1106,6 +1171,12 @@ impl Gatherer {
             let rank = Rank::new(Tier::of_score(top.score), top.score);
             if rank.tier >= Tier::Anomalous {
                 out.values.extend(telling(&top.labels));
+                let instance = series
+                    .iter()
+                    .find(|s| top.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+                    .and_then(|s| s.labels.get("instance"))
+                    .and_then(|i| crate::entities::host_of(i));
+                out.hosts.extend(instance);
             }
             found.push((
                 rank,
@@ -1351,10 +1422,11 @@ impl Gatherer {
         let mut queries = Vec::new();
         for (what, entities) in followed {
             let found = logs::selectors(entities, values);
-            for selector in found.workload.into_iter().chain(found.host) {
+            // One selector per lead: its workload's streams, else its host's.
+            if let Some(selector) = found.workload.or(found.host) {
                 queries.push(Query {
                     id: format!("logs-lead-{}", queries.len() + 1),
-                    title: format!("The lines of {what}, named in the lines above, as templates"),
+                    title: format!("The lines of {what}, as templates"),
                     text: selector,
                     purpose: Purpose::LeadLines,
                 });

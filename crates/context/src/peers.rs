@@ -3,10 +3,10 @@
 //! failing points at what they share. Labels every alerting series shares and the others mostly do
 //! not (a rack, a zone, a node, a version) are the common factors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::series::{Series, Threshold, num};
+use crate::series::{Series, Threshold, distinguishing_labels, median, num};
 
 /// Peers listed by name, at most.
 const SHOWN: usize = 3;
@@ -34,15 +34,6 @@ fn value_at(series: &Series, at: f64) -> Option<f64> {
         .iter()
         .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()))
         .map(|p| p.1)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// The contrast, as lines: how many series alert, what the others looked like when the alert
@@ -85,7 +76,7 @@ pub fn contrast(
             out,
             " The {} others when the alert started: median {} (from {} to {})",
             others.len(),
-            num(median(values.clone())),
+            num(median(&values)),
             num(lo),
             num(hi)
         );
@@ -101,12 +92,12 @@ pub fn contrast(
             );
         }
         out.push('.');
-        let differing = differing(&series);
+        let differing = distinguishing_labels(&series);
         for s in others.iter().take(SHOWN) {
             let labels: Vec<String> = s
                 .labels
                 .iter()
-                .filter(|(k, _)| differing.contains(k.as_str()))
+                .filter(|(k, _)| differing.contains(k))
                 .map(|(k, v)| format!("{k}={v:?}"))
                 .collect();
             let _ = write!(
@@ -129,22 +120,6 @@ pub fn contrast(
         );
     }
     Some(out)
-}
-
-/// Label names whose values differ between the series.
-fn differing<'a>(series: &[&'a Series]) -> BTreeSet<&'a str> {
-    let names: BTreeSet<&str> = series
-        .iter()
-        .flat_map(|s| s.labels.keys().map(String::as_str))
-        .filter(|k| *k != "__name__")
-        .collect();
-    names
-        .into_iter()
-        .filter(|k| {
-            let first = series[0].labels.get(*k);
-            series.iter().any(|s| s.labels.get(*k) != first)
-        })
-        .collect()
 }
 
 /// `label="value"` that every alerting series (two or more) carries, with how many of the others

@@ -60,16 +60,7 @@ impl Prometheus {
         end: i64,
         step: f64,
     ) -> Result<Vec<Series>, String> {
-        let request = self
-            .client
-            .query_range(query, start, end, step)
-            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
-            .get();
-        let result = tokio::time::timeout(self.timeout, request)
-            .await
-            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
-            .map_err(describe)?;
-        Ok(series_of(result.into_inner().0))
+        self.range_by(query, (start, end, step), false).await
     }
 
     /// Runs a range query as a POST (a discovery batch names many metrics; a URL has limits).
@@ -80,16 +71,23 @@ impl Prometheus {
         end: i64,
         step: f64,
     ) -> Result<Vec<Series>, String> {
-        let request = self
+        self.range_by(query, (start, end, step), true).await
+    }
+
+    async fn range_by(
+        &self,
+        query: &str,
+        (start, end, step): (i64, i64, f64),
+        post: bool,
+    ) -> Result<Vec<Series>, String> {
+        let builder = self
             .client
             .query_range(query, start, end, step)
-            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
-            .post();
-        let result = tokio::time::timeout(self.timeout, request)
-            .await
-            .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?
-            .map_err(describe)?;
-        Ok(series_of(result.into_inner().0))
+            .timeout(self.timeout_ms());
+        match post {
+            true => self.answer(builder.post()).await,
+            false => self.answer(builder.get()).await,
+        }
     }
 
     /// Runs an instant query at `at` (Unix seconds): each series with its one point.
@@ -98,8 +96,25 @@ impl Prometheus {
             .client
             .query(query)
             .at(at)
-            .timeout(i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX))
+            .timeout(self.timeout_ms())
             .post();
+        self.answer(request).await
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A query's answer as series, within the timeout.
+    async fn answer(
+        &self,
+        request: impl std::future::Future<
+            Output = Result<
+                prometheus_http_query::response::PromqlResult,
+                prometheus_http_query::Error,
+            >,
+        >,
+    ) -> Result<Vec<Series>, String> {
         let result = tokio::time::timeout(self.timeout, request)
             .await
             .map_err(|_| format!("no answer within {}s", self.timeout.as_secs()))?

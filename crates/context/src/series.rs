@@ -170,7 +170,8 @@ pub fn summarize_in(
 }
 
 /// Labels whose values differ between the series; with a single series, all but the name.
-fn distinguishing_labels(series: &[Series]) -> Vec<String> {
+pub(crate) fn distinguishing_labels<S: std::borrow::Borrow<Series>>(series: &[S]) -> Vec<String> {
+    let series: Vec<&Series> = series.iter().map(std::borrow::Borrow::borrow).collect();
     let mut names: Vec<&String> = series.iter().flat_map(|s| s.labels.keys()).collect();
     names.sort_unstable();
     names.dedup();
@@ -317,7 +318,7 @@ fn summarize_one(
     }
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {

@@ -27,6 +27,41 @@ pub struct Template {
 struct File {
     #[serde(default)]
     template: Vec<Template>,
+    #[serde(default)]
+    discovery: Discovery,
+}
+
+/// `[discovery]`: what metric discovery leaves out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discovery {
+    /// Regular expressions over metric names: the metrics that describe the exporter or the scrape
+    /// rather than the entity.
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+/// The metric names discovery skips, from the built-in file and `extra_file` (if not empty).
+pub fn deny_list(extra_file: &str) -> Result<Vec<regex::Regex>, String> {
+    let mut texts = vec![(
+        BUILT_IN.to_owned(),
+        "configs/context-templates.toml (built in)".to_owned(),
+    )];
+    if !extra_file.is_empty() {
+        let text = std::fs::read_to_string(extra_file)
+            .map_err(|e| format!("context.templates_file {extra_file}: {e}"))?;
+        texts.push((text, extra_file.to_owned()));
+    }
+    let mut deny = Vec::new();
+    for (text, origin) in texts {
+        let file: File = toml::from_str(&text).map_err(|e| format!("{origin}: {e}"))?;
+        for pattern in file.discovery.deny {
+            deny.push(regex::Regex::new(&pattern).map_err(|e| {
+                format!("{origin}: [discovery] deny: {pattern:?} is not a regex: {e}")
+            })?);
+        }
+    }
+    Ok(deny)
 }
 
 /// Parses a templates file and checks every template; `origin` names it in errors.
@@ -103,6 +138,27 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deny_list_reads_both_files_and_refuses_a_bad_regex() {
+        let deny = deny_list("").expect("the built-in list");
+        assert!(
+            deny.iter()
+                .any(|d| d.is_match("node_scrape_collector_duration_seconds"))
+        );
+        assert!(!deny.iter().any(|d| d.is_match("node_load1")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("extra.toml");
+        std::fs::write(&file, "[discovery]\ndeny = ['^myapp_debug_']\n").expect("write");
+        let deny = deny_list(file.to_str().expect("utf-8")).expect("both");
+        assert!(deny.iter().any(|d| d.is_match("myapp_debug_queue")));
+        std::fs::write(&file, "[discovery]\ndeny = ['(']\n").expect("write");
+        let e = deny_list(file.to_str().expect("utf-8")).expect_err("a bad regex");
+        assert!(
+            e.contains("[discovery] deny") && e.contains("extra.toml"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_built_in_templates_are_valid() {

@@ -15,23 +15,6 @@ use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
 use aiops_eval::{Scenario, Served};
 use aiops_model::{ContextSource, SystemClock};
 
-/// Requests Prometheus has served, by its own counter, less the scrapes of `/metrics` that read it.
-async fn served_requests(client: &reqwest::Client, url: &str) -> f64 {
-    let text = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("Prometheus answers /metrics")
-        .text()
-        .await
-        .expect("a body");
-    text.lines()
-        .filter(|l| l.starts_with("prometheus_http_requests_total{"))
-        .filter(|l| !l.contains("handler=\"/metrics\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -92,11 +75,11 @@ async fn main() {
         let mut right = 0;
         let mut tokens = 0;
         for _ in 0..=runs {
-            let before = served_requests(&client, &served.prometheus.url).await;
+            let before = served.prometheus.served_requests().await.expect("a count");
             let t = Instant::now();
             let context = gatherer.gather(&payload).await.expect("gathers");
             times.push(t.elapsed().as_secs_f64() * 1000.0);
-            requests.push(served_requests(&client, &served.prometheus.url).await - before);
+            requests.push(served.prometheus.served_requests().await.expect("a count") - before);
             let text: String = context
                 .evidence
                 .iter()

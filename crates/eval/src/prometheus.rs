@@ -140,6 +140,24 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
+    /// The HTTP requests this Prometheus has served, by its own `prometheus_http_requests_total`,
+    /// not counting the reads of `/metrics` that take this figure.
+    pub async fn served_requests(&self) -> Result<f64, String> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("Prometheus did not answer /metrics: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("Prometheus' /metrics: {e}"))?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("prometheus_http_requests_total{"))
+            .filter(|l| !l.contains("handler=\"/metrics\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// An instant query at `at` (Unix seconds): the number of series it returns.
     pub async fn count_at(&self, query: &str, at: i64) -> Result<usize, String> {
         let url = reqwest::Url::parse_with_params(

@@ -137,6 +137,13 @@ async fn point_4_what_changed_with_the_alert_ranks_above_what_was_always_high() 
         "high all along is no change: {}",
         load.summary
     );
+    // A histogram is read as its 99th percentile, scored like any series.
+    let (db_rank, db) = find(&context, "99th percentile of app_db_query_duration_seconds");
+    assert!(
+        db.summary.contains("left its baseline at") && db_rank < load_rank,
+        "{}",
+        dump(&context)
+    );
 }
 
 #[tokio::test]
@@ -215,22 +222,6 @@ async fn point_7_a_new_version_near_the_alert_is_a_change_and_an_old_one_is_not(
     );
 }
 
-/// Requests Prometheus has served, by its own `prometheus_http_requests_total` (not counting the
-/// reads of `/metrics` that take this figure).
-async fn served_requests(url: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("Prometheus answers /metrics")
-        .text()
-        .await
-        .expect("a body");
-    text.lines()
-        .filter(|l| l.starts_with("prometheus_http_requests_total{"))
-        .filter(|l| !l.contains("handler=\"/metrics\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The query cap of issue 17: at most this many Prometheus requests per alert group.
 const MAX_REQUESTS: f64 = 300.0;
 
@@ -270,9 +261,9 @@ async fn point_8_on_fifty_thousand_series_the_requests_stay_capped_and_the_deadl
         .expect("valid configuration")
     };
     let payload = host.payload(now).expect("the alert group");
-    let before = served_requests(&url).await;
+    let before = served.prometheus.served_requests().await.expect("a count");
     let context = gatherer(20).gather(&payload).await.expect("gathers");
-    let requests = served_requests(&url).await - before;
+    let requests = served.prometheus.served_requests().await.expect("a count") - before;
     assert!(
         requests <= MAX_REQUESTS,
         "{requests} Prometheus requests for one group"

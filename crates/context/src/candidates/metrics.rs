@@ -25,6 +25,12 @@ const WORKLOAD_LABELS: &[&str] = &[
     "ingress",
 ];
 
+/// Series labels that name a resource of another system: a database, a schema, a topic, a queue, a
+/// bucket, an index.
+const RESOURCE_LABELS: &[&str] = &[
+    "datname", "database", "db", "schema", "topic", "queue", "bucket", "index", "keyspace", "vhost",
+];
+
 /// Where an entity's series are: one or more sets of matchers, any of which selects them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -146,6 +152,25 @@ pub fn scopes(entities: &Entities) -> Vec<Scope> {
         };
         scopes.push(Scope { alternatives, what });
     }
+    // Resources named after the group (a database, a topic, a queue called like its namespace or
+    // service): exporters of other systems record them under their own labels.
+    let named: std::collections::BTreeSet<String> = entities
+        .namespaces
+        .iter()
+        .chain(&entities.workloads)
+        .filter(|n| n.chars().count() >= 4)
+        .flat_map(|n| [n.clone(), n.replace('-', "_")])
+        .collect();
+    if !named.is_empty() {
+        let pattern = format!("({})", alternation(&named));
+        scopes.push(Scope {
+            alternatives: RESOURCE_LABELS
+                .iter()
+                .map(|l| vec![((*l).to_owned(), pattern.clone())])
+                .collect(),
+            what: format!("resources named {}", names(&named)),
+        });
+    }
     if entities.hosts.is_empty() && !entities.jobs.is_empty() {
         let jobs = alternation(&entities.jobs);
         scopes.push(Scope::of(
@@ -185,6 +210,34 @@ pub enum Kind {
     Counter,
     /// A gauge (an `_info` series too): as it is.
     Gauge,
+    /// A histogram (its `_bucket` series): its 99th percentile, one query per histogram.
+    Histogram,
+}
+
+/// Histograms graphed as quantiles per group, at most: each costs a query of its own.
+pub const MAX_HISTOGRAMS: usize = 4;
+
+/// The histogram `metric` is a bucket of (`http_request_duration_seconds_bucket` →
+/// `http_request_duration_seconds`).
+pub fn histogram_of(metric: &str) -> Option<&str> {
+    metric
+        .strip_suffix("_bucket")
+        .filter(|base| is_metric_name(base) && !base.is_empty())
+}
+
+/// The 99th percentile of histogram `base` in `scope`, per series of its buckets but `le`.
+pub fn quantile(base: &str, scope: &Scope) -> String {
+    scope
+        .alternatives
+        .iter()
+        .map(|alt| {
+            format!(
+                "histogram_quantile(0.99, rate({base}_bucket{{{}}}[{RATE_SECS}s]))",
+                Scope::matchers(alt)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// How `metric` is read, or `None` for what describes the scrape or an alert, or the parts of a
@@ -233,6 +286,16 @@ pub fn shown(
             format!("Per-second rate of {metric} on {what}"),
         ),
         Kind::Gauge => (selector, format!("{metric} on {what}")),
+        Kind::Histogram => {
+            let base = histogram_of(metric).unwrap_or(metric);
+            (
+                format!(
+                    "histogram_quantile(0.99, rate({base}_bucket{{{}}}[{RATE_SECS}s]))",
+                    Scope::matchers(alternative)
+                ),
+                format!("99th percentile of {base} on {what}"),
+            )
+        }
     }
 }
 
@@ -332,8 +395,12 @@ mod tests {
             ..Entities::default()
         };
         let s = scopes(&e);
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(), 2, "the workload, and resources named after it");
         assert!(s[0].alternatives.iter().all(|alt| alt.len() == 2));
+        assert_eq!(
+            Scope::matchers(&s[1].alternatives[0]),
+            r#"datname=~"(cart|shop)""#
+        );
         let query = batch(&["kube_deployment_spec_replicas"], &s[0]);
         assert!(
             query.starts_with(
@@ -371,6 +438,21 @@ mod tests {
         ] {
             assert_eq!(kind(noise, None), None, "{noise}");
         }
+    }
+
+    #[test]
+    fn a_histogram_is_read_as_its_99th_percentile() {
+        let scope = &scopes(&entities(&[], &["cart-1"]))[0];
+        assert_eq!(
+            histogram_of("http_request_duration_seconds_bucket"),
+            Some("http_request_duration_seconds")
+        );
+        assert_eq!(histogram_of("node_load1"), None);
+        assert_eq!(
+            quantile("http_request_duration_seconds", scope),
+            r#"histogram_quantile(0.99, rate(http_request_duration_seconds_bucket{pod=~"(cart-1)"}[300s]))"#
+        );
+        promql_parser::parser::parse(&quantile("x", scope)).expect("valid PromQL");
     }
 
     #[test]
