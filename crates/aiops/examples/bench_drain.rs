@@ -10,6 +10,9 @@
 //!
 //! Usage: bench_drain [--jobs N] [--sequential N] [--concurrency N]
 
+#[path = "support/loki.rs"]
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,25 +121,7 @@ async fn main() {
     wait_ready(&format!("http://{prom}/-/ready")).await;
 
     let loki = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/loki/api/v1/labels"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"status": "success", "data": ["namespace", "pod", "service_name"]}),
-        ))
-        .mount(&loki)
-        .await;
-    // Label values as Loki answers them: none here, so the stage maps labels by name.
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/loki/api/v1/label/[^/]+/values$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"status": "success", "data": []}))
-                .set_delay(std::time::Duration::ZERO),
-        )
-        .mount(&loki)
-        .await;
+    support::mount_labels_without_values(&loki, &["namespace", "pod", "service_name"]).await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "success", "data": {"resultType": "streams", "result": [], "stats": {}}})))

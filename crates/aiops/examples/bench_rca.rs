@@ -6,6 +6,9 @@
 //! Then the LLM analyzer runs twice on the same group and context against a fake OpenAI-compatible
 //! API that counts the calls and reports the prompt's tokens (4 characters each) as its usage.
 
+#[path = "support/loki.rs"]
+mod support;
+
 use std::sync::Arc;
 
 use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
@@ -115,25 +118,7 @@ async fn main() {
         .mount(&prometheus)
         .await;
     let loki = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/loki/api/v1/labels"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"status": "success", "data": ["app", "namespace", "job", "instance"]}),
-        ))
-        .mount(&loki)
-        .await;
-    // Label values as Loki answers them: none here, so the stage maps labels by name.
-    Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(
-            r"^/loki/api/v1/label/[^/]+/values$",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"status": "success", "data": []}))
-                .set_delay(std::time::Duration::ZERO),
-        )
-        .mount(&loki)
-        .await;
+    support::mount_labels_without_values(&loki, &["app", "namespace", "job", "instance"]).await;
     Mock::given(method("GET"))
         .and(path("/loki/api/v1/query_range"))
         .respond_with(ResponseTemplate::new(200).set_body_json(lines()))
