@@ -27,6 +27,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+/// After the grace, how long a claim under way may take to finish before the loops are cut.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
+
 /// The `[worker]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +215,17 @@ impl Worker {
 
     /// Claims one due job and runs it to an outcome. `Ok(None)` means nothing was due.
     pub async fn process_one(&self) -> Result<Option<(JobId, Outcome)>, StoreError> {
+        let (_never, mut abort) = watch::channel(false);
+        self.process_until(&mut abort).await
+    }
+
+    /// [`Self::process_one`], with the attempt (never the claim) cut short when `abort` turns
+    /// true: the claimed job then stays in flight, for [`Self::release_in_flight`] to give back.
+    /// Cutting a claim short instead could leave a job leased in the store but unknown here.
+    async fn process_until(
+        &self,
+        abort: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(JobId, Outcome)>, StoreError> {
         let Some(job) = self.store.claim(&self.owner, self.config.lease()).await? else {
             return Ok(None);
         };
@@ -225,7 +239,13 @@ impl Worker {
         );
         self.track(id, true);
         self.metrics.workers_busy.inc();
-        let outcome = self.attempt(job).instrument(span).await;
+        let outcome = tokio::select! {
+            outcome = self.attempt(job).instrument(span) => outcome,
+            _ = abort.wait_for(|aborted| *aborted) => {
+                self.metrics.workers_busy.dec();
+                return Ok(None);
+            }
+        };
         self.metrics.workers_busy.dec();
         self.track(id, false);
         outcome.map(|o| Some((id, o)))
@@ -238,9 +258,10 @@ impl Worker {
             .workers
             .set(i64::try_from(self.config.concurrency).unwrap_or(i64::MAX));
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (abort_tx, abort_rx) = watch::channel(false);
         let mut loops = JoinSet::new();
         for _ in 0..self.config.concurrency {
-            loops.spawn(self.clone().worker_loop(stop_rx.clone()));
+            loops.spawn(self.clone().worker_loop(stop_rx.clone(), abort_rx.clone()));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -248,17 +269,30 @@ impl Worker {
         let finished =
             tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
         if finished.is_err() {
-            loops.abort_all();
-            while loops.join_next().await.is_some() {}
+            // Attempts stop at once; a claim under way finishes, so its job is known and given
+            // back. A store that hangs is cut after a bound: its lease then expires.
+            let _ = abort_tx.send(true);
+            let joined = tokio::time::timeout(ABORT_WAIT, async {
+                while loops.join_next().await.is_some() {}
+            })
+            .await;
+            if joined.is_err() {
+                loops.abort_all();
+                while loops.join_next().await.is_some() {}
+            }
             self.release_in_flight().await;
         }
         tracing::info!("workers stopped");
     }
 
-    async fn worker_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn worker_loop(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+        mut abort: watch::Receiver<bool>,
+    ) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
-        while !*stop.borrow() {
-            match self.process_one().await {
+        while !*stop.borrow() && !*abort.borrow() {
+            match self.process_until(&mut abort).await {
                 Ok(Some(_)) => continue,
                 Ok(None) => {
                     tokio::select! {
