@@ -100,7 +100,10 @@ async fn alertmanager_posts_with_bearer_auth_and_the_group_is_analyzed_then_reso
     let firing = &docs[0];
     assert_eq!(firing["kind"], "analysis", "{firing}");
     assert_eq!(firing["alertname"], "DiskFull");
-    assert_eq!(firing["analysis"]["category"], "capacity", "{firing}");
+    assert_eq!(
+        firing["analysis"]["category"], "resource_saturation",
+        "{firing}"
+    );
     assert_eq!(
         firing["analysis"]["next_queries"][0],
         "node_filesystem_avail_bytes < 1e9"

@@ -35,6 +35,7 @@ mod tests {
             query: Some("q".into()),
             summary: "x".repeat(size),
             excerpt: None,
+            facts: Vec::new(),
         }
     }
 

@@ -24,7 +24,6 @@ use crate::entities::Entities;
 use crate::escape::{matcher, quote};
 use crate::logs::mine;
 use crate::loki::{LogLine, Loki};
-use crate::peers;
 use crate::prom::Prometheus;
 use crate::promql::{Rule, read_rule};
 use crate::rank::{self, Rank, Tier};
@@ -32,6 +31,7 @@ use crate::series::{
     Frame, INCIDENT_LEAD, Series, SeriesSummary, Threshold, at, summarize, summarize_in,
 };
 use crate::templates::{Template, deny_list, load};
+use crate::{facts, peers};
 use aiops_model::redact::Redactor;
 
 mod discovery;
@@ -57,7 +57,7 @@ const NEIGHBOURS: &[&str] = &["instance", "job", "namespace", "service"];
 /// Loki workload labels, most specific first.
 const WORKLOAD: &[&str] = &["pod", "container", "service", "app", "job", "instance"];
 /// Lines that look like errors, where Loki has no level label.
-const ERROR_LINES: &str = "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed? ?out|refused|denied|oom|killed|unavailable)";
+pub(crate) const ERROR_LINES: &str = "(?i)(error|exception|fatal|panic|fail(ed|ure)?|timed? ?out|refused|denied|oom|killed|unavailable)";
 /// Loki level values that mean trouble.
 const ERROR_LEVELS: &str = "(?i)(error|err|fatal|critical|crit|panic|emerg|alert)";
 /// Log templates kept.
@@ -100,8 +100,10 @@ enum Purpose {
     Mentions {
         own: Arc<BTreeSet<String>>,
     },
-    /// All lines of a lead (a dependency the group's lines name).
-    LeadLines,
+    /// All lines of a lead (a dependency the group's lines name), by the lead's name.
+    LeadLines {
+        lead: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +120,7 @@ impl Query {
             Purpose::LogErrors
             | Purpose::LogOther
             | Purpose::Mentions { .. }
-            | Purpose::LeadLines => EvidenceSource::Loki,
+            | Purpose::LeadLines { .. } => EvidenceSource::Loki,
             _ => EvidenceSource::Prometheus,
         }
     }
@@ -665,7 +667,7 @@ impl Gatherer {
                 Purpose::LogErrors
                 | Purpose::LogOther
                 | Purpose::Mentions { .. }
-                | Purpose::LeadLines => {
+                | Purpose::LeadLines { .. } => {
                     match &self.loki {
                         Some(loki) => {
                             // The newest lines first: a limit keeps the incident, not the baseline.
@@ -923,11 +925,36 @@ impl Gatherer {
         let ranked = summarize(series, window.alert as f64, threshold);
         let top = ranked.first()?.score;
         let mut lines = self.series_lines(&ranked, threshold);
+        let mut facts = match q.purpose {
+            Purpose::Rule { .. } => facts::of_rule(&q.text, &ranked),
+            Purpose::Up => facts::down(&ranked).into_iter().collect(),
+            Purpose::Alerts => Vec::new(),
+            _ => {
+                let name = series
+                    .iter()
+                    .find_map(|s| s.labels.get("__name__").cloned())
+                    .unwrap_or_else(|| facts::expr_metric(&q.text));
+                let found = facts::Found {
+                    metric: &name,
+                    alert: window.alert as f64,
+                    related: None,
+                };
+                let full = |s: &SeriesSummary| {
+                    series
+                        .iter()
+                        .find(|x| s.labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
+                        .map_or_else(|| s.labels.clone(), |x| x.labels.clone())
+                };
+                facts::of_series(found, &ranked, &full)
+            }
+        };
         if let Purpose::Rule { alerts, .. } = &q.purpose
-            && let Some(contrast) = peers::contrast(series, alerts, threshold, window.alert as f64)
+            && let Some((contrast, peer_facts)) =
+                peers::contrast(series, alerts, threshold, window.alert as f64)
         {
             lines.push('\n');
             lines.push_str(&contrast);
+            facts.extend(peer_facts);
         }
         let tier = match q.purpose {
             Purpose::Rule { .. } => Tier::Rule,
@@ -935,13 +962,15 @@ impl Gatherer {
             Purpose::Up if ranked.iter().any(|s| s.min == 0.0) => Tier::Correlated,
             _ => Tier::of_score(top),
         };
-        Some(ranked_evidence(
+        let (rank, mut evidence) = ranked_evidence(
             q,
             EvidenceSource::Prometheus,
             lines,
             None,
             Rank::new(tier, top),
-        ))
+        );
+        evidence.facts = facts;
+        Some((rank, evidence))
     }
 
     /// The most anomalous series, a line each, and how many were left out.
@@ -1005,6 +1034,7 @@ fn evidence(id: String, title: String, query: String, summary: String) -> Eviden
         query: Some(query),
         summary,
         excerpt: None,
+        facts: Vec::new(),
     }
 }
 
@@ -1023,6 +1053,7 @@ fn ranked_evidence(
         query: Some(q.text.clone()),
         summary,
         excerpt,
+        facts: Vec::new(),
     };
     (rank, evidence)
 }
@@ -1061,7 +1092,7 @@ fn logs_evidence(
                 false => templates.iter().filter(|t| t.is_new()).count(),
             };
             let what = match q.purpose {
-                Purpose::Mentions { .. } | Purpose::LeadLines => "lines",
+                Purpose::Mentions { .. } | Purpose::LeadLines { .. } => "lines",
                 Purpose::LogOther => "other lines",
                 _ => "error-like lines",
             };
@@ -1089,13 +1120,24 @@ fn logs_evidence(
                 (n, Purpose::LogOther) => Rank::new(Tier::Changed, rank::NEW_TEMPLATE * n as f64),
                 (n, _) => Rank::new(Tier::Anomalous, rank::NEW_TEMPLATE * n as f64),
             };
-            Some(ranked_evidence(
-                q,
-                EvidenceSource::Loki,
-                summary,
-                None,
-                rank,
-            ))
+            let span = facts::LogSpan {
+                start: window.logs_start as f64,
+                alert: window.alert as f64,
+                end: window.logs_end as f64,
+            };
+            let (rank, mut evidence) =
+                ranked_evidence(q, EvidenceSource::Loki, summary, None, rank);
+            let related = match &q.purpose {
+                Purpose::LeadLines { lead } => Some(lead.as_str()),
+                _ => None,
+            };
+            evidence.facts = facts::of_templates(
+                &templates,
+                matches!(q.purpose, Purpose::LogErrors),
+                related,
+                span,
+            );
+            Some((rank, evidence))
         }
     }
 }

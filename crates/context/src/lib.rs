@@ -10,6 +10,7 @@
 //! - [`series`], [`logs`], [`drain`]: compression of series (statistics, anomaly rank) and of log
 //!   lines (Drain templates); [`redact`]: secrets out; [`budget`]: the token budget.
 //! - [`alert_evidence`]: evidence read from the alerts alone (rule expression, annotations).
+//! - [`facts`]: the typed facts built from the series, shares, peers and templates.
 //! - [`entities`]: what the group is about (hosts, pods, namespaces, workloads), as values.
 //! - `candidates`: where its evidence may be, found by those values (`candidates::logs`: the Loki
 //!   labels that hold them).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod drain;
 pub mod entities;
 pub mod escape;
+pub mod facts;
 mod gather;
 pub mod logs;
 mod loki;
@@ -63,6 +65,7 @@ pub fn alert_evidence(payload: &WebhookPayload) -> Context {
                 payload.alerts.len()
             ),
             excerpt: None,
+            facts: Vec::new(),
         });
     }
     let described: Vec<String> = ["summary", "description"]
@@ -78,6 +81,7 @@ pub fn alert_evidence(payload: &WebhookPayload) -> Context {
             query: None,
             summary: described.join(" "),
             excerpt: None,
+            facts: Vec::new(),
         });
     }
     Context {

@@ -16,6 +16,8 @@ pub struct TemplateSummary {
     pub first_seen: f64,
     pub before: usize,
     pub after: usize,
+    /// The labels of the stream the example line came from.
+    pub stream: std::collections::BTreeMap<String, String>,
 }
 
 impl TemplateSummary {
@@ -64,6 +66,7 @@ pub fn mine(lines: &[LogLine], new_since: f64, keep: usize) -> Vec<TemplateSumma
                 first_seen: t,
                 before: 0,
                 after: 0,
+                stream: line.stream.clone(),
             });
         }
         let s = &mut stats[i];
@@ -81,13 +84,7 @@ pub fn mine(lines: &[LogLine], new_since: f64, keep: usize) -> Vec<TemplateSumma
     stats
 }
 
-/// At most `max` characters of `s`, with an ellipsis when cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
+pub use aiops_model::facts::truncate;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use aiops_model::Fact;
+
 use crate::series::{Series, Threshold, distinguishing_labels, median, num};
 
 /// Peers listed by name, at most.
@@ -44,7 +46,7 @@ pub fn contrast(
     alerts: &[BTreeMap<String, String>],
     threshold: Option<Threshold>,
     alert_at: f64,
-) -> Option<String> {
+) -> Option<(String, Vec<Fact>)> {
     let series: Vec<&Series> = series.iter().filter(|s| !s.points.is_empty()).collect();
     if series.len() < 2 {
         return None;
@@ -55,6 +57,12 @@ pub fn contrast(
     if alerting.is_empty() {
         return None;
     }
+    let mut facts = Vec::new();
+    let metric = alerting[0]
+        .labels
+        .get("__name__")
+        .cloned()
+        .unwrap_or_else(|| "the rule's expression".to_owned());
     let mut out = format!(
         "Peers: {} of the expression's {} series are the alerts' own.",
         alerting.len(),
@@ -80,8 +88,9 @@ pub fn contrast(
             num(lo),
             num(hi)
         );
+        let mut crossed = 0;
         if let Some(t) = threshold {
-            let crossed = others
+            crossed = others
                 .iter()
                 .filter(|s| s.points.iter().any(|p| t.holds(p.1)))
                 .count();
@@ -92,6 +101,12 @@ pub fn contrast(
             );
         }
         out.push('.');
+        facts.push(Fact::PeerContrast {
+            metric,
+            alerting: count(alerting.len()),
+            peers: count(others.len()),
+            peers_crossed: count(crossed),
+        });
         let differing = distinguishing_labels(&series);
         for s in others.iter().take(SHOWN) {
             let labels: Vec<String> = s
@@ -113,22 +128,24 @@ pub fn contrast(
     }
     let factors = factors(&alerting, &others);
     if !factors.is_empty() {
-        let _ = write!(
-            out,
-            "\nCommon to the alerting series: {}",
-            factors.join("; ")
-        );
+        let shown: Vec<&str> = factors.iter().map(|f| f.1.as_str()).collect();
+        let _ = write!(out, "\nCommon to the alerting series: {}", shown.join("; "));
     }
-    Some(out)
+    facts.extend(factors.into_iter().take(1).map(|(f, _)| f));
+    Some((out, facts))
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// `label="value"` that every alerting series (two or more) carries, with how many of the others
 /// do, when that is a smaller share: the most telling first.
-fn factors(alerting: &[&Series], others: &[&Series]) -> Vec<String> {
+fn factors(alerting: &[&Series], others: &[&Series]) -> Vec<(Fact, String)> {
     if alerting.len() < 2 || others.is_empty() {
         return Vec::new();
     }
-    let mut found: Vec<(f64, String)> = Vec::new();
+    let mut found: Vec<(f64, Fact, String)> = Vec::new();
     for (k, v) in alerting[0].labels.iter().filter(|(k, _)| *k != "__name__") {
         if !alerting.iter().all(|s| s.labels.get(k) == Some(v)) {
             continue;
@@ -136,8 +153,16 @@ fn factors(alerting: &[&Series], others: &[&Series]) -> Vec<String> {
         let also = others.iter().filter(|s| s.labels.get(k) == Some(v)).count();
         let share = also as f64 / others.len() as f64;
         if share < 1.0 {
+            let fact = Fact::CommonFactor {
+                label: k.clone(),
+                value: v.clone(),
+                firing: count(alerting.len()),
+                others_with: count(also),
+                others: count(others.len()),
+            };
             found.push((
                 share,
+                fact,
                 format!(
                     "{k}={v:?} (all {} alerting; {also} of {} others)",
                     alerting.len(),
@@ -147,7 +172,11 @@ fn factors(alerting: &[&Series], others: &[&Series]) -> Vec<String> {
         }
     }
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
-    found.into_iter().take(FACTORS).map(|(_, f)| f).collect()
+    found
+        .into_iter()
+        .take(FACTORS)
+        .map(|(_, fact, f)| (fact, f))
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,7 +220,19 @@ mod tests {
             op: Comparison::Less,
             value: 10.0,
         };
-        let text = contrast(&all, &alerts, Some(threshold), 300.0).expect("a contrast");
+        let (text, facts) = contrast(&all, &alerts, Some(threshold), 300.0).expect("a contrast");
+        assert!(
+            matches!(
+                &facts[0],
+                Fact::PeerContrast {
+                    alerting: 1,
+                    peers: 2,
+                    peers_crossed: 0,
+                    ..
+                }
+            ),
+            "{facts:?}"
+        );
         assert!(
             text.starts_with("Peers: 1 of the expression's 3 series"),
             "{text}"
@@ -235,7 +276,7 @@ mod tests {
             .iter()
             .map(|i| alert(&[("instance", i), ("job", "node"), ("rack", "r12")]))
             .collect();
-        let text = contrast(&all, &alerts, None, 300.0).expect("a contrast");
+        let (text, facts) = contrast(&all, &alerts, None, 300.0).expect("a contrast");
         assert!(
             text.contains(
                 r#"Common to the alerting series: rack="r12" (all 3 alerting; 1 of 3 others)"#
@@ -247,5 +288,13 @@ mod tests {
             "shared by all is no factor: {text}"
         );
         assert!(!text.contains(r#"job="#), "{text}");
+        let factor = Fact::CommonFactor {
+            label: "rack".into(),
+            value: "r12".into(),
+            firing: 3,
+            others_with: 1,
+            others: 3,
+        };
+        assert!(facts.contains(&factor), "{facts:?}");
     }
 }

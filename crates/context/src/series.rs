@@ -381,25 +381,7 @@ fn sparkline(values: &[f64], width: usize, min: f64, max: f64) -> String {
         .collect()
 }
 
-/// A number in at most 4 significant digits, without trailing zeros; a whole number (a byte count,
-/// a limit, a version's build number) exactly, up to 10^15.
-pub fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return v.to_string();
-    }
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        return format!("{v:.0}");
-    }
-    if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-3) {
-        return format!("{v:.3e}");
-    }
-    let digits = (3 - v.abs().max(1e-3).log10().floor() as i32).clamp(0, 6) as usize;
-    let s = format!("{v:.digits$}");
-    match s.contains('.') {
-        true => s.trim_end_matches('0').trim_end_matches('.').to_owned(),
-        false => s,
-    }
-}
+pub use aiops_model::facts::num;
 
 /// A Unix time as RFC 3339 (UTC, seconds).
 pub fn at(t: f64) -> String {

@@ -200,6 +200,7 @@ async fn run_one(
         &payload,
         &context,
         &Redactor::default(),
+        &aiops_rca::RulesAnalyzer::default(),
         options.max_prompt_tokens,
     );
     let prompt = format!("{}\n{message}", aiops_rca::prompt::SYSTEM);
@@ -241,7 +242,14 @@ async fn run_one(
                 None => format!("{:?}: {}", f.source, f.error),
             })
             .collect(),
-        evidence: options.evidence.then(|| evidence.clone()),
+        // With the facts the analyzer reasoned from, by the evidence they rest on.
+        evidence: options.evidence.then(|| {
+            let facts: Vec<String> = context
+                .findings()
+                .map(|f| format!("[{}] {}: {}", f.evidence, f.fact.kind(), f.fact.describe()))
+                .collect();
+            format!("{evidence}\n\nFacts:\n{}", facts.join("\n"))
+        }),
         root_cause: analysis.root_cause.clone(),
         fallback_reason: info.fallback_reason.clone(),
         error: None,

@@ -4,6 +4,8 @@
 //! that is a red herring: the test checks that the first is found and the second left out or ranked
 //! below it.
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,27 +21,7 @@ fn case_dir(name: &str) -> PathBuf {
 
 /// The context the stage gathers for case `name`, on its served data.
 async fn context_of(name: &str) -> Context {
-    aiops_eval::check_installed().unwrap_or_else(|e| panic!("{e}"));
-    let scenario = Scenario::load(&case_dir(name)).expect("the case loads");
-    let now = aiops_eval::now();
-    let payload = scenario.payload(now).expect("its alert group");
-    let served = Served::start(&scenario, now).await.expect("served");
-    let gatherer = Gatherer::new(
-        &ContextConfig::default(),
-        &PrometheusConfig {
-            url: served.prometheus.url.clone(),
-            ..PrometheusConfig::default()
-        },
-        &LokiConfig {
-            url: served.loki.url.clone(),
-            ..LokiConfig::default()
-        },
-        Arc::new(SystemClock),
-    )
-    .expect("valid configuration");
-    let context = gatherer.gather(&payload).await.expect("gathers");
-    drop(served);
-    context
+    support::gathered(&case_dir(name)).await.1
 }
 
 /// The evidence whose title contains `title`, and where it ranks.

@@ -20,6 +20,9 @@ pub struct Analysis {
     /// Queries a human should run next.
     #[serde(default)]
     pub next_queries: Vec<String>,
+    /// Other causes considered and why they rank lower, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<String>,
     pub analyzer: AnalyzerInfo,
 }
 

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::facts::{Fact, Finding};
+
 /// Everything gathered for one group. A source that failed leaves a [`SourceFailure`] and the rest
 /// stays usable: a partial context is better than none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,21 @@ pub struct Evidence {
     /// A few raw lines behind the finding (log lines, for instance), redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excerpt: Option<String>,
+    /// What the context stage established from this evidence's data (see [`crate::facts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<Fact>,
+}
+
+impl Context {
+    /// Every fact of the context, with the id of the evidence it rests on, in evidence order.
+    pub fn findings(&self) -> impl Iterator<Item = Finding<'_>> {
+        self.evidence.iter().flat_map(|e| {
+            e.facts.iter().map(|fact| Finding {
+                evidence: &e.id,
+                fact,
+            })
+        })
+    }
 }
 
 /// A source or query that could not be read.

@@ -4,6 +4,7 @@
 //! - [`alertmanager`]: the Alertmanager (and Grafana) webhook payload, its validation and dedup key.
 //! - [`job`]: jobs in the durable queue, their states, timings and delivery records.
 //! - [`context`]: the evidence the context stage gathers for one alert group.
+//! - [`facts`]: the typed facts the context stage establishes and the analyzers reason from.
 //! - [`analysis`]: the typed root-cause analysis the rca stage produces.
 //! - [`ports`]: the traits `Store`, `Threads`, `ContextSource`, `Analyzer` and `Notifier`, and their
 //!   errors.
@@ -19,6 +20,7 @@ pub mod alertmanager;
 pub mod analysis;
 pub mod clock;
 pub mod context;
+pub mod facts;
 pub mod job;
 pub mod metrics;
 pub mod ports;
@@ -31,6 +33,7 @@ pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
 pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
+pub use facts::{ChangeKind, Fact, Finding, Resource, Symptom};
 pub use job::{
     ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState,
     NewJob, QueueCounts, RECENT_DEAD, StageTimings,

@@ -104,6 +104,12 @@ impl Document {
                         out.push_str(&format!("  - [{}] {}\n", e.id, e.note));
                     }
                 }
+                if !a.alternatives.is_empty() {
+                    out.push_str("Ranked lower:\n");
+                    for alt in &a.alternatives {
+                        out.push_str(&format!("  - {alt}\n"));
+                    }
+                }
                 if !a.next_queries.is_empty() {
                     out.push_str("Next queries:\n");
                     for q in &a.next_queries {

@@ -135,6 +135,7 @@ impl LlmAnalyzer {
             payload,
             context,
             &self.redactor,
+            &self.fallback,
             self.config.max_prompt_tokens,
         );
         if kept < context.evidence.len() {

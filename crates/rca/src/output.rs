@@ -109,6 +109,7 @@ pub fn parse(content: &str, context: &Context, info: AnalyzerInfo) -> Result<Ana
         }
     }
     Ok(Analysis {
+        alternatives: Vec::new(),
         summary: draft.summary.trim().to_owned(),
         root_cause: draft.root_cause.trim().to_owned(),
         confidence: draft.confidence as f32,

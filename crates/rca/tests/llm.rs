@@ -66,6 +66,7 @@ fn context(log_line: &str) -> Context {
                 query: Some("job:errors:ratio".into()),
                 summary: "#1 {service=\"checkout\"}: peak 0.31 (12x baseline 0.025)".into(),
                 excerpt: None,
+                facts: Vec::new(),
             },
             Evidence {
                 id: "logs-errors".into(),
@@ -74,6 +75,7 @@ fn context(log_line: &str) -> Context {
                 query: Some("{app=\"checkout\"}".into()),
                 summary: format!("[40x after, 0x before, new] {log_line}"),
                 excerpt: None,
+                facts: Vec::new(),
             },
         ],
         failures: Vec::new(),

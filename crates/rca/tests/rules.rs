@@ -1,10 +1,12 @@
-//! The rule-based analyzer on a fixture context for each alert family: it names the right family and
-//! cites the right evidence first.
+//! The rule-based analyzer: the alert's shape names the family when no fact speaks; facts make the
+//! answer (causes over symptoms), name the culprit and order the citations.
 
 use std::collections::BTreeMap;
 
 use aiops_model::alertmanager::{Alert, AlertStatus, WebhookPayload, parse_webhook};
-use aiops_model::{Category, Context, Evidence, EvidenceSource};
+use aiops_model::{
+    Category, ChangeKind, Context, Evidence, EvidenceSource, Fact, Resource, Symptom,
+};
 use aiops_rca::{RulesAnalyzer, RulesConfig, analyze_by_rules};
 use time::OffsetDateTime;
 
@@ -37,77 +39,50 @@ fn group(alertname: &str, expr: &str, labels: &[(&str, &str)]) -> WebhookPayload
     }
 }
 
-fn evidence(id: &str, source: EvidenceSource, summary: &str) -> Evidence {
+fn evidence(id: &str, source: EvidenceSource, facts: Vec<Fact>) -> Evidence {
     Evidence {
         id: id.into(),
         source,
         title: format!("{id} title"),
-        query: Some("q".into()),
-        summary: summary.into(),
+        query: Some(format!("{id} query")),
+        summary: format!("{id} summary"),
         excerpt: None,
+        facts,
     }
 }
 
-/// What the context stage makes of an incident: an unremarkable template graph first (as if the
-/// stage had ranked it high), then the rule's graph, a new error template, a correlated alert.
-fn context(new_error: Option<&str>, correlated: bool) -> Context {
-    let mut items = vec![
-        evidence(
-            "tmpl-3",
-            EvidenceSource::Prometheus,
-            "#1 {instance=\"a\"}: peak 0.2 (1x baseline 0.2, z=0.1)",
-        ),
-        evidence(
-            "expr-1",
-            EvidenceSource::Prometheus,
-            "#1 {instance=\"a\"}: peak 0.97 (4x baseline 0.24, z=31); crossed > 0.9",
-        ),
-        evidence(
-            "rule-1",
-            EvidenceSource::Alert,
-            "1 of 1 alerts in the group are firing",
-        ),
-    ];
-    if let Some(template) = new_error {
-        items.push(evidence_logs(template));
+fn saturation(resource: Resource, subject: &str, used: f64, limit: f64, at: i64) -> Fact {
+    Fact::Saturation {
+        resource,
+        subject: subject.into(),
+        used,
+        limit,
+        ratio: used / limit,
+        at,
     }
-    if correlated {
-        items.push(evidence(
-            "alerts",
-            EvidenceSource::Prometheus,
-            "#1 {alertname=\"KubeNodeNotReady\"}: peak 1 (no baseline)",
-        ));
-    }
+}
+
+/// The alerts start here (see `group`).
+const START: i64 = 1_790_000_000;
+
+fn context(items: Vec<Evidence>) -> Context {
     Context {
-        window_start: None,
-        window_end: None,
         evidence: items,
-        failures: Vec::new(),
+        ..Context::default()
     }
 }
 
-fn evidence_logs(template: &str) -> Evidence {
-    evidence(
-        "logs-errors",
-        EvidenceSource::Loki,
-        &format!(
-            "52 error-like lines, 2 templates kept (1 new since the incident began):\n[40x after, 0x before, new] {template}\n[5x after, 20x before] GET /health <*>"
-        ),
-    )
-}
-
-/// Alert name, rule expression, labels, expected family and category, and a new log template.
+/// Alert name, rule expression, labels, expected family and category.
 type Case<'a> = (
     &'a str,
     &'a str,
     &'a [(&'a str, &'a str)],
     &'a str,
     Category,
-    Option<&'a str>,
 );
 
 #[test]
-fn each_family_is_named_and_its_evidence_cited_first() {
+fn with_no_fact_the_alerts_shape_names_the_family() {
     let node = [("instance", "node-1:9100"), ("job", "node")];
     let pod = [
         ("namespace", "shop"),
@@ -126,7 +101,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &node,
             "target_down",
             Category::DependencyFailure,
-            None,
         ),
         (
             "NodeCpuBusy",
@@ -134,7 +108,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &node,
             "cpu_saturation",
             Category::ResourceSaturation,
-            None,
         ),
         (
             "NodeMemoryLow",
@@ -142,7 +115,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &node,
             "memory_pressure",
             Category::ResourceSaturation,
-            None,
         ),
         (
             "KubePodCrashLooping",
@@ -150,15 +122,13 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &pod,
             "crash_loop",
             Category::CrashOom,
-            Some("panic: runtime error: invalid memory address"),
         ),
         (
             "NodeFilesystemAlmostFull",
             "node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.05",
             &node,
             "disk_full",
-            Category::Capacity,
-            Some("write failed: no space left on device"),
+            Category::ResourceSaturation,
         ),
         (
             "HighErrorRate",
@@ -166,7 +136,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &service,
             "error_ratio",
             Category::BadDeploy,
-            Some("payment client: connection refused"),
         ),
         (
             "HighLatency",
@@ -174,7 +143,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &service,
             "latency",
             Category::ResourceSaturation,
-            None,
         ),
         (
             "SSLCertExpiringSoon",
@@ -182,7 +150,6 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &node,
             "cert_expiry",
             Category::Network,
-            None,
         ),
         (
             "QueueBacklogGrowing",
@@ -190,40 +157,25 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             &service,
             "queue_backlog",
             Category::Capacity,
-            None,
         ),
-        (
-            "Zzz",
-            "foo_bar > 1",
-            &node,
-            "generic",
-            Category::Unknown,
-            None,
-        ),
+        ("Zzz", "foo_bar > 1", &node, "generic", Category::Unknown),
     ];
-    for (alertname, expr, labels, family, category, new_error) in cases {
-        let payload = group(alertname, expr, labels);
-        let a = analyze_by_rules(&payload, &context(new_error, true));
+    // Evidence without facts: cited in the context's order, the answer from the alert's shape.
+    let plain = context(vec![
+        evidence("expr-1", EvidenceSource::Prometheus, Vec::new()),
+        evidence("logs-errors", EvidenceSource::Loki, Vec::new()),
+    ]);
+    for (alertname, expr, labels, family, category) in cases {
+        let a = analyze_by_rules(&group(alertname, expr, labels), &plain);
         assert_eq!(a.analyzer.rule.as_deref(), Some(family), "{alertname}");
         assert_eq!(a.category, category, "{alertname}");
         let cited: Vec<&str> = a.evidence.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(
-            cited[0], "expr-1",
-            "{alertname}: the rule's anomaly first: {cited:?}"
+        assert_eq!(cited, ["expr-1", "logs-errors"], "{alertname}");
+        assert!(
+            a.confidence <= 0.5,
+            "{alertname}: the shape alone is weak: {}",
+            a.confidence
         );
-        match new_error {
-            Some(template) => {
-                assert_eq!(cited[1], "logs-errors", "{alertname}: {cited:?}");
-                assert!(
-                    a.root_cause.contains(template),
-                    "{alertname}: {}",
-                    a.root_cause
-                );
-                assert!(a.evidence[1].note.contains(template));
-            }
-            None => assert_eq!(cited[1], "alerts", "{alertname}: {cited:?}"),
-        }
-        assert!(a.confidence <= 0.6, "{alertname}: the rules stay modest");
         assert!(!a.remediation.is_empty());
         assert!(
             !a.remediation.iter().any(|s| s.contains('{')),
@@ -231,6 +183,166 @@ fn each_family_is_named_and_its_evidence_cited_first() {
             a.remediation
         );
     }
+}
+
+/// The cases: a cause outranks the symptom the alert's shape suggests, the answer names the
+/// culprit, cites the fact's evidence first, fills the remediation with the names, and lists the
+/// symptom's category as an alternative.
+#[test]
+fn causes_outrank_symptoms_and_the_answer_names_the_culprit() {
+    let errors = group(
+        "HighErrorRate",
+        "sum(rate(http_requests_total{code=~\"5..\"}[5m])) / sum(rate(http_requests_total[5m])) > 0.05",
+        &[("namespace", "shop"), ("service", "cart")],
+    );
+    let ratio = Fact::ErrorRatio {
+        subject: "cart".into(),
+        value: 0.62,
+        baseline: Some(0.003),
+        at: Some(START - 120),
+    };
+    let refused = Fact::DependencyFailure {
+        name: "redis-cart-master.shop.svc".into(),
+        symptom: Symptom::Refused,
+        shown_by: "dial tcp <*>: connect: connection refused".into(),
+        at: Some(START - 60),
+    };
+    let a = analyze_by_rules(
+        &errors,
+        &context(vec![
+            evidence("expr-1", EvidenceSource::Prometheus, vec![ratio.clone()]),
+            evidence("logs-errors", EvidenceSource::Loki, vec![refused]),
+        ]),
+    );
+    assert_eq!(a.category, Category::DependencyFailure, "{a:?}");
+    assert!(
+        a.root_cause
+            .contains("redis-cart-master.shop.svc refuses connections"),
+        "{}",
+        a.root_cause
+    );
+    assert_eq!(a.evidence[0].id, "logs-errors");
+    assert!(a.evidence[0].note.contains("refuses connections"));
+    assert!(
+        a.remediation[0].contains("redis-cart-master.shop.svc"),
+        "{:?}",
+        a.remediation
+    );
+    assert!(
+        a.alternatives.iter().any(|l| l.starts_with("bad_deploy:")),
+        "the shape's category is an alternative: {:?}",
+        a.alternatives
+    );
+    // The same alert with only its symptom: the shape answers, less sure.
+    let alone = analyze_by_rules(
+        &errors,
+        &context(vec![evidence(
+            "expr-1",
+            EvidenceSource::Prometheus,
+            vec![ratio],
+        )]),
+    );
+    assert_eq!(alone.category, Category::BadDeploy);
+    assert!(
+        alone.confidence < a.confidence,
+        "{} < {}",
+        alone.confidence,
+        a.confidence
+    );
+
+    // A change just before the onset beats a saturation that followed it.
+    let cpu = group(
+        "HighCpu",
+        "rate(container_cpu_usage_seconds_total[5m]) > 0.9",
+        &[
+            ("namespace", "shop"),
+            ("pod", "cart-7d9"),
+            ("container", "cart"),
+        ],
+    );
+    let a = analyze_by_rules(
+        &cpu,
+        &context(vec![
+            evidence(
+                "limit-1",
+                EvidenceSource::Prometheus,
+                vec![saturation(
+                    Resource::Cpu,
+                    "cart-7d9",
+                    0.99,
+                    1.0,
+                    START + 300,
+                )],
+            ),
+            evidence(
+                "found-1",
+                EvidenceSource::Prometheus,
+                vec![Fact::Change {
+                    kind: ChangeKind::Version,
+                    subject: "cart".into(),
+                    what: "image registry/cart:2.4.0".into(),
+                    at: START - 900,
+                }],
+            ),
+        ]),
+    );
+    assert_eq!(a.category, Category::BadDeploy, "{a:?}");
+    assert!(a.root_cause.contains("cart:2.4.0"), "{}", a.root_cause);
+    assert!(
+        a.root_cause.contains("cart-7d9"),
+        "the saturation is told too: {}",
+        a.root_cause
+    );
+
+    // A common factor across a group beats N separate targets down.
+    let down = group("TargetDown", "up == 0", &[("job", "node")]);
+    let a = analyze_by_rules(
+        &down,
+        &context(vec![evidence(
+            "expr-1",
+            EvidenceSource::Prometheus,
+            vec![
+                Fact::TargetDown {
+                    targets: vec!["db-21".into(), "db-22".into(), "db-23".into()],
+                },
+                Fact::CommonFactor {
+                    label: "rack".into(),
+                    value: "r12".into(),
+                    firing: 3,
+                    others_with: 0,
+                    others: 5,
+                },
+            ],
+        )]),
+    );
+    assert_eq!(a.category, Category::Network, "{a:?}");
+    assert!(a.root_cause.contains("rack=\"r12\""), "{}", a.root_cause);
+
+    // Throttling beats host CPU.
+    let a = analyze_by_rules(
+        &cpu,
+        &context(vec![
+            evidence(
+                "limit-1",
+                EvidenceSource::Prometheus,
+                vec![saturation(Resource::Cpu, "node-7", 0.3, 0.35, START)],
+            ),
+            evidence(
+                "limit-2",
+                EvidenceSource::Prometheus,
+                vec![saturation(
+                    Resource::CpuThrottling,
+                    "cart-7d9",
+                    7.1,
+                    10.0,
+                    START,
+                )],
+            ),
+        ]),
+    );
+    assert_eq!(a.category, Category::ResourceSaturation);
+    assert!(a.root_cause.contains("CPU throttling"), "{}", a.root_cause);
+    assert_eq!(a.evidence[0].id, "limit-2");
 }
 
 #[test]
@@ -252,9 +364,34 @@ fn remediation_names_the_alerts_own_targets() {
         "{:?}",
         a.remediation
     );
-    // No evidence: a lower confidence than with it.
-    let with = analyze_by_rules(&payload, &context(Some("panic: boom"), true));
+    // With the kill established, the answer is surer and says what killed it.
+    let killed = Fact::Termination {
+        subject: "cart-7d9".into(),
+        reason: "oom".into(),
+        shown_by: "kube_pod_container_status_last_terminated_reason{reason=\"OOMKilled\"}".into(),
+        at: Some(START - 30),
+    };
+    let with = analyze_by_rules(
+        &payload,
+        &context(vec![evidence(
+            "found-1",
+            EvidenceSource::Prometheus,
+            vec![killed],
+        )]),
+    );
     assert!(a.confidence < with.confidence);
+    assert!(
+        with.root_cause.contains("terminated (oom)"),
+        "{}",
+        with.root_cause
+    );
+    assert!(
+        with.remediation
+            .iter()
+            .any(|s| s.contains("kubectl -n shop logs cart-7d9")),
+        "the rule's steps follow when it agrees: {:?}",
+        with.remediation
+    );
 }
 
 #[test]
@@ -293,6 +430,11 @@ cause = "The payment gateway {service} is failing."
 impact = "Orders cannot be paid."
 remediation = ["Check the gateway's status page."]
 
+[[weight]]
+fact = "error_ratio"
+category = "capacity"
+weight = 9.0
+
 [[rule]]
 family = "generic"
 category = "unknown"
@@ -315,6 +457,33 @@ remediation = ["Page the owning team."]
     assert_eq!(paid.root_cause, "The payment gateway pgw is failing.");
     let other = rules.analyze_now(&group("Zzz", "x > 1", &[]), &Context::default());
     assert_eq!(other.root_cause, "Ours: nothing matches Zzz.");
+    // Our weight: an error ratio now says capacity.
+    let ratio = Fact::ErrorRatio {
+        subject: "pgw".into(),
+        value: 0.2,
+        baseline: None,
+        at: None,
+    };
+    let weighed = rules.analyze_now(
+        &group("PaymentErrors", "x > 1", &[("service", "pgw")]),
+        &context(vec![evidence(
+            "expr-1",
+            EvidenceSource::Prometheus,
+            vec![ratio],
+        )]),
+    );
+    assert_eq!(weighed.category, Category::Capacity);
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[weight]]\nfact = \"vibes\"\ncategory = \"network\"\nweight = 1.0\n",
+    )
+    .expect("write");
+    let err = RulesAnalyzer::new(&RulesConfig {
+        file: bad.display().to_string(),
+    })
+    .expect_err("an unknown fact");
+    assert!(err.contains("\"vibes\" is not one of"), "{err}");
     let missing = RulesAnalyzer::new(&RulesConfig {
         file: dir.path().join("nope.toml").display().to_string(),
     });

@@ -160,6 +160,40 @@ fn plausible(host: &str) -> bool {
         && host.contains(['.', '-'])
         && host != "localhost"
         && !host.ends_with('.')
+        && !source_file(host)
+        && !package(host)
+}
+
+/// What to call a lead in facts: its workload or job, else its first host name (an address last).
+pub fn lead_name(lead: &Entities) -> Option<String> {
+    lead.workloads
+        .iter()
+        .chain(&lead.jobs)
+        .chain(
+            lead.hosts
+                .iter()
+                .filter(|h| h.parse::<std::net::IpAddr>().is_err()),
+        )
+        .chain(&lead.hosts)
+        .next()
+        .cloned()
+}
+
+/// `client.go`, `PriceCache.java`: a source file a log line names, not a host.
+fn source_file(name: &str) -> bool {
+    const EXTENSIONS: &[&str] = &[
+        "go", "java", "py", "rs", "js", "ts", "rb", "c", "cc", "cpp", "h", "php", "scala", "kt",
+        "cs", "ex", "erl", "class", "jar", "log", "conf", "yaml", "yml", "json", "toml",
+    ];
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| EXTENSIONS.contains(&ext))
+}
+
+/// `org.elasticsearch.action`, `com.example.shop`: a Java package, not a host.
+fn package(name: &str) -> bool {
+    const ROOTS: &[&str] = &["org", "com", "java", "javax", "io", "net", "sun", "jdk"];
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 3 && ROOTS.contains(&parts[0])
 }
 
 /// The leads in `lines` for a group with `own` entities: hosts the lines name (URLs and

@@ -38,6 +38,9 @@ pub struct Scope {
     pub alternatives: Vec<Vec<(String, String)>>,
     /// What the scope is, for titles: `app-03`, `shop/cart-7d9`.
     pub what: String,
+    /// Set when the scope is not the group itself but something it leads to: the lead's name (a
+    /// dependency), or empty for resources named after the group (their series' host names them).
+    pub related: Option<String>,
 }
 
 impl Scope {
@@ -45,6 +48,7 @@ impl Scope {
         Self {
             alternatives: vec![vec![(label.to_owned(), pattern)]],
             what: what.to_owned(),
+            related: None,
         }
     }
 
@@ -124,6 +128,7 @@ pub fn scopes(entities: &Entities) -> Vec<Scope> {
                 vec![("node".into(), format!("({hosts})"))],
             ],
             what: names(&entities.hosts),
+            related: None,
         });
     }
     let namespaces = alternation(&entities.namespaces);
@@ -150,7 +155,11 @@ pub fn scopes(entities: &Entities) -> Vec<Scope> {
                 names(&entities.namespaces)
             ),
         };
-        scopes.push(Scope { alternatives, what });
+        scopes.push(Scope {
+            alternatives,
+            what,
+            related: None,
+        });
     }
     // Resources named after the group (a database, a topic, a queue called like its namespace or
     // service): exporters of other systems record them under their own labels.
@@ -169,6 +178,7 @@ pub fn scopes(entities: &Entities) -> Vec<Scope> {
                 .map(|l| vec![((*l).to_owned(), pattern.clone())])
                 .collect(),
             what: format!("resources named {}", names(&named)),
+            related: Some(String::new()),
         });
     }
     if entities.hosts.is_empty() && !entities.jobs.is_empty() {

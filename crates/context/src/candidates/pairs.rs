@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aiops_model::Resource;
+
 use crate::series::{Series, at, num};
 
 /// A usage and the limit it runs into.
@@ -13,6 +15,7 @@ pub struct Pair {
     pub limit_filter: &'static [(&'static str, &'static str)],
     pub on: &'static [&'static str],
     pub what: &'static str,
+    pub resource: Resource,
 }
 
 /// A pair known by name, across common exporters.
@@ -27,6 +30,7 @@ struct Known {
     on: &'static [&'static str],
     /// What the share means, for the title.
     what: &'static str,
+    resource: Resource,
 }
 
 const POD: &[&str] = &["namespace", "pod", "container"];
@@ -40,6 +44,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[("resource", "memory")],
         on: POD,
         what: "container memory against its limit",
+        resource: Resource::Memory,
     },
     Known {
         usage: "container_cpu_usage_seconds_total",
@@ -47,6 +52,15 @@ const PAIRS: &[Known] = &[
         limit_filter: &[("resource", "cpu")],
         on: POD,
         what: "container CPU (cores) against its limit",
+        resource: Resource::Cpu,
+    },
+    Known {
+        usage: "container_cpu_cfs_throttled_periods_total",
+        limit: "container_cpu_cfs_periods_total",
+        limit_filter: &[],
+        on: &[],
+        what: "CFS periods throttled against all periods (the CPU limit throttles)",
+        resource: Resource::CpuThrottling,
     },
     Known {
         usage: "process_open_fds",
@@ -54,6 +68,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &[],
         what: "open file descriptors against the process's maximum",
+        resource: Resource::FileDescriptors,
     },
     Known {
         usage: "pg_stat_activity_count",
@@ -61,6 +76,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &["instance"],
         what: "PostgreSQL connections against max_connections",
+        resource: Resource::Connections,
     },
     Known {
         usage: "mysql_global_status_threads_connected",
@@ -68,6 +84,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &["instance"],
         what: "MySQL connections against max_connections",
+        resource: Resource::Connections,
     },
     Known {
         usage: "node_filesystem_avail_bytes",
@@ -75,6 +92,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &["instance", "device", "mountpoint"],
         what: "filesystem space available against its size",
+        resource: Resource::Disk,
     },
     Known {
         usage: "node_nf_conntrack_entries",
@@ -82,6 +100,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &["instance"],
         what: "conntrack entries against the table's limit",
+        resource: Resource::Conntrack,
     },
     Known {
         usage: "kube_horizontalpodautoscaler_status_desired_replicas",
@@ -89,6 +108,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: HPA,
         what: "the replicas the autoscaler wants against its maximum",
+        resource: Resource::Replicas,
     },
     Known {
         usage: "kube_horizontalpodautoscaler_status_current_replicas",
@@ -96,6 +116,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: HPA,
         what: "the autoscaler's replicas against its maximum",
+        resource: Resource::Replicas,
     },
     Known {
         usage: "jvm_memory_used_bytes",
@@ -103,6 +124,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &[],
         what: "JVM memory used against its maximum",
+        resource: Resource::Memory,
     },
     Known {
         usage: "tomcat_threads_busy_threads",
@@ -110,6 +132,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &[],
         what: "busy Tomcat threads against the maximum",
+        resource: Resource::Threads,
     },
     Known {
         usage: "redis_memory_used_bytes",
@@ -117,6 +140,7 @@ const PAIRS: &[Known] = &[
         limit_filter: &[],
         on: &["instance"],
         what: "Redis memory against maxmemory",
+        resource: Resource::Memory,
     },
 ];
 
@@ -146,6 +170,7 @@ pub fn pairs_among(names: &[&str]) -> Vec<Pair> {
             limit_filter: k.limit_filter,
             on: k.on,
             what: k.what,
+            resource: k.resource,
         })
         .collect();
     for name in names {
@@ -162,6 +187,7 @@ pub fn pairs_among(names: &[&str]) -> Vec<Pair> {
                         limit_filter: &[],
                         on: &[],
                         what: "a usage against its limit, paired by name",
+                        resource: Resource::Other,
                     });
                 }
             }

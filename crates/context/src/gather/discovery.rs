@@ -118,8 +118,10 @@ impl Gatherer {
             let why = why
                 .rsplit_once(" (")
                 .map_or("", |(_, w)| w.trim_end_matches(')'));
+            let name = leads::lead_name(lead);
             scopes.extend(metrics::scopes(lead).into_iter().map(|mut s| {
                 s.what = format!("{} ({why})", s.what);
+                s.related = name.clone();
                 s
             }));
         }
@@ -308,6 +310,26 @@ impl Gatherer {
                 .map_or(&[][..], |s| scopes[*scope].alternative_of(s));
             let (text, title) = metrics::shown(name, alternative, *kind, &scopes[*scope].what);
             let summary = self.series_lines(&ranked, None);
+            let full = |s: &SeriesSummary| -> BTreeMap<String, String> {
+                series
+                    .iter()
+                    .find(|x| s.labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
+                    .map_or_else(|| s.labels.clone(), |x| x.labels.clone())
+            };
+            // Resources named after the group are named, as dependencies, by their host.
+            let related = scopes[*scope].related.as_ref().map(|r| match r.is_empty() {
+                true => full(top)
+                    .get("instance")
+                    .and_then(|i| crate::entities::host_of(i))
+                    .unwrap_or_else(|| crate::facts::subject(&full(top))),
+                false => r.clone(),
+            });
+            let found_in = crate::facts::Found {
+                metric: name,
+                alert: window.alert as f64,
+                related: related.as_deref(),
+            };
+            let facts = crate::facts::of_series(found_in, &ranked, &full);
             let rank = Rank::new(Tier::of_score(top.score), top.score);
             if rank.tier >= Tier::Anomalous {
                 out.values.extend(telling(&top.labels));
@@ -318,10 +340,9 @@ impl Gatherer {
                     .and_then(|i| crate::entities::host_of(i));
                 out.hosts.extend(instance);
             }
-            found.push((
-                rank,
-                evidence(format!("found-{}", found.len() + 1), title, text, summary),
-            ));
+            let mut item = evidence(format!("found-{}", found.len() + 1), title, text, summary);
+            item.facts = facts;
+            found.push((rank, item));
         }
         found.sort_by(|a, b| Rank::descending(&a.0, &b.0));
         found.truncate(self.config.max_candidates);
@@ -359,10 +380,22 @@ impl Gatherer {
                 "Saturation: {} ({} / {})",
                 pair.what, pair.usage, pair.limit
             );
-            out.evidence.push((
-                Rank::new(Tier::of_share(severity), severity),
-                evidence(format!("limit-{}", n + 1), title, text, lines.join("\n")),
-            ));
+            let mut item = evidence(format!("limit-{}", n + 1), title, text, lines.join("\n"));
+            if crate::facts::saturated(pair.resource, severity) {
+                item.facts.push(crate::facts::saturation(
+                    pair.resource,
+                    &worst.labels,
+                    match available {
+                        true => worst.limit - worst.usage_at_peak,
+                        false => worst.usage_at_peak,
+                    },
+                    worst.limit,
+                    severity,
+                    worst.peak.0,
+                ));
+            }
+            out.evidence
+                .push((Rank::new(Tier::of_share(severity), severity), item));
         }
         out
     }

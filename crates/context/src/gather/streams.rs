@@ -205,7 +205,9 @@ impl Gatherer {
                     id: format!("logs-lead-{}", queries.len() + 1),
                     title: format!("The lines of {what}, as templates"),
                     text: selector,
-                    purpose: Purpose::LeadLines,
+                    purpose: Purpose::LeadLines {
+                        lead: leads::lead_name(entities).unwrap_or_else(|| what.clone()),
+                    },
                 });
             }
         }
