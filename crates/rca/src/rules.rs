@@ -416,6 +416,13 @@ impl RulesAnalyzer {
             (Some(_), Some(h)) => fill(&h.cause),
             _ => rule.map_or_else(|| format!("{alertname} is firing."), |r| fill(&r.cause)),
         };
+        if primary.is_none() && supporting.is_empty() {
+            // The absence of a fact is said, not left to be guessed.
+            cause = format!(
+                "{} No fact established from the evidence points at a cause beyond the alert's own signal.",
+                cause.trim_end_matches('.').to_owned() + "."
+            );
+        }
         if !supporting.is_empty() {
             let with: Vec<String> = supporting.iter().map(|f| f.fact.describe()).collect();
             cause = format!(
@@ -569,10 +576,14 @@ impl RulesAnalyzer {
         }
         for h in &mut by_category {
             // The strongest fact first; on a tie, the earlier one (causes come first).
+            // Then by evidence id and name: answers arrive in any order, the analysis must not
+            // depend on it.
             h.facts.sort_by(|a, b| {
                 b.points
                     .total_cmp(&a.points)
                     .then_with(|| a.finding.fact.at().cmp(&b.finding.fact.at()))
+                    .then_with(|| a.finding.evidence.cmp(b.finding.evidence))
+                    .then_with(|| a.finding.fact.culprit().cmp(&b.finding.fact.culprit()))
             });
             // A culprit counts once, with its strongest fact; by its entity (`invoice-processor`
             // and `invoice-processor (topic="orders")` are one).
@@ -593,9 +604,12 @@ impl RulesAnalyzer {
         }
         // On a tie, the alert's shape decides.
         by_category.sort_by(|a, b| {
-            b.score.total_cmp(&a.score).then_with(|| {
-                (Some(b.category) == rule_category).cmp(&(Some(a.category) == rule_category))
-            })
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| {
+                    (Some(b.category) == rule_category).cmp(&(Some(a.category) == rule_category))
+                })
+                .then_with(|| a.category.as_str().cmp(b.category.as_str()))
         });
         by_category
     }
@@ -690,17 +704,25 @@ fn supporting<'a>(
             (score > 0.0).then_some((score, f))
         })
         .collect();
-    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+    candidates.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.evidence.cmp(b.1.evidence))
+            .then_with(|| a.1.fact.culprit().cmp(&b.1.fact.culprit()))
+    });
     let mut out: Vec<Finding<'a>> = Vec::new();
     for (_, f) in candidates {
         if out.len() == SUPPORTING {
             break;
         }
-        // One fact per culprit, and one per kind of fact of one evidence item (three pods of one
-        // rollout are one change).
+        // One fact per culprit, one per kind of fact of one evidence item (three pods of one
+        // rollout are one change), and one per event (one line two leads found is one fact).
         let same = |o: &Finding<'_>| {
             o.fact.culprit() == f.fact.culprit()
-                || (o.evidence == f.evidence && o.fact.kind() == f.fact.kind())
+                || (o.fact.kind() == f.fact.kind()
+                    && (o.evidence == f.evidence
+                        || (o.fact.at().is_some()
+                            && o.fact.at() == f.fact.at()
+                            && o.fact.tags() == f.fact.tags())))
         };
         if !out.iter().any(same) && primary.is_none_or(|p| !same(&p.finding)) {
             out.push(f);
