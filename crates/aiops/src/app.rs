@@ -75,14 +75,16 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
             "prometheus.url and loki.url are empty: evidence comes from the alerts themselves only"
         );
     }
-    let context = Gatherer::new(
-        &config.context,
-        &config.prometheus,
-        &config.loki,
-        Arc::new(SystemClock),
-    )
-    .map_err(anyhow::Error::msg)
-    .context("invalid context configuration")?;
+    let context = Arc::new(
+        Gatherer::new(
+            &config.context,
+            &config.prometheus,
+            &config.loki,
+            Arc::new(SystemClock),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("invalid context configuration")?,
+    );
     let rules = RulesAnalyzer::new(&config.rules)
         .map_err(anyhow::Error::msg)
         .context("invalid rules")?;
@@ -90,14 +92,15 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
         true => Arc::new(
             LlmAnalyzer::new(&config.llm, rules)
                 .map_err(anyhow::Error::msg)
-                .context("invalid LLM configuration")?,
+                .context("invalid LLM configuration")?
+                .with_investigator(context.clone()),
         ),
         false => {
             tracing::info!("no LLM configured: the rule-based analyzer answers");
             Arc::new(rules)
         }
     };
-    Ok((Arc::new(context), analyzer))
+    Ok((context, analyzer))
 }
 
 /// The configured sinks, in delivery order.

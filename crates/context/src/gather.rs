@@ -36,6 +36,7 @@ use aiops_model::redact::Redactor;
 
 mod discovery;
 mod streams;
+mod tools;
 
 /// Alert labels that describe the alert rather than where it comes from; every other alert label
 /// (instance, job, namespace, pod, container, service, …) narrows a query whose series carry it.

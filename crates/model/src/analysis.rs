@@ -96,4 +96,28 @@ pub struct AnalyzerInfo {
     /// True when the analysis was reused from the cache (same group, same context): no LLM call.
     #[serde(default)]
     pub cached: bool,
+    /// The tools the model called, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The budget that ended the LLM's work, if one did: `tool_calls`, `rounds`, `deadline`,
+    /// `daily_spend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_exhausted: Option<String>,
+}
+
+/// One tool call of an investigation: what was asked, what came back, what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub tool: String,
+    /// The arguments as the model sent them (redacted).
+    pub arguments: String,
+    /// The evidence id of the result, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_id: Option<String>,
+    /// Why it did not answer: an invalid call, a failed query, a refused repeat, a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Tokens of what went back to the model.
+    pub tokens: u32,
+    pub ms: u64,
 }

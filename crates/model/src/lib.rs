@@ -13,6 +13,7 @@
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it.
 //! - [`retry`]: honouring a remote's `Retry-After` between retries.
 //! - [`tokens`]: the one token estimate every budget uses.
+//! - [`tools`]: the tools an LLM may call (definitions, checked calls) and the `Investigator` port.
 //! - [`redact`]: removing secrets from text and JSON before they leave the process.
 #![forbid(unsafe_code)]
 
@@ -28,9 +29,10 @@ pub mod redact;
 pub mod retry;
 pub mod secret;
 pub mod tokens;
+pub mod tools;
 
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
-pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef};
+pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef, ToolCallRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
 pub use facts::{ChangeKind, Fact, Finding, Resource, Symptom};
@@ -44,3 +46,4 @@ pub use ports::{
     Thread, Threads,
 };
 pub use retry::RetryAfter;
+pub use tools::{Investigator, ToolCall};

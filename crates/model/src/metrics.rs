@@ -42,6 +42,22 @@ pub struct Metrics {
     pub analyses: Family<AnalysisLabel, Counter>,
     pub llm_tokens: Family<KindLabel, Counter>,
     pub deliveries: Family<DeliveryLabel, Counter>,
+    pub tool_calls: Family<ToolLabel, Counter>,
+    pub budget_exhausted: Family<BudgetLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabel {
+    /// The tool's name as the model called it (one of the known tools, or `unknown`).
+    pub tool: String,
+    /// `ok`, `error` (an invalid call or a failed query) or `refused` (a repeat, a spent budget).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabel {
+    /// `tool_calls`, `rounds`, `deadline` or `daily_spend`.
+    pub budget: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -140,8 +156,22 @@ impl Metrics {
             "Deliveries by sink and result (ok, filtered, failed)",
             deliveries.clone(),
         );
+        let tool_calls = Family::<ToolLabel, Counter>::default();
+        registry.register(
+            "llm_tool_calls",
+            "Tool calls of LLM investigations by tool and result (ok, error, refused)",
+            tool_calls.clone(),
+        );
+        let budget_exhausted = Family::<BudgetLabel, Counter>::default();
+        registry.register(
+            "llm_budget_exhausted",
+            "LLM analyses a budget ended, by budget",
+            budget_exhausted.clone(),
+        );
         let metrics = Self {
             registry,
+            tool_calls,
+            budget_exhausted,
             webhooks,
             alerts_received,
             duplicates,
@@ -188,6 +218,11 @@ impl Metrics {
         for kind in ["prompt", "completion"] {
             let _ = self.llm_tokens.get_or_create(&KindLabel { kind });
         }
+        for budget in ["tool_calls", "rounds", "deadline", "daily_spend"] {
+            let _ = self.budget_exhausted.get_or_create(&BudgetLabel {
+                budget: budget.to_owned(),
+            });
+        }
     }
 
     /// Creates a sink's delivery series at zero (see [`Metrics::initialize`]).
@@ -231,6 +266,27 @@ impl Metrics {
             self.llm_tokens
                 .get_or_create(&KindLabel { kind })
                 .inc_by(u64::from(n));
+        }
+        for call in &info.tool_calls {
+            let tool = match crate::tools::TOOLS.contains(&call.tool.as_str()) {
+                true => call.tool.clone(),
+                false => "unknown".to_owned(),
+            };
+            let result = match &call.error {
+                None => "ok",
+                Some(e) if e.starts_with("refused") => "refused",
+                Some(_) => "error",
+            };
+            self.tool_calls
+                .get_or_create(&ToolLabel { tool, result })
+                .inc();
+        }
+        if let Some(budget) = &info.budget_exhausted {
+            self.budget_exhausted
+                .get_or_create(&BudgetLabel {
+                    budget: budget.clone(),
+                })
+                .inc();
         }
     }
 
@@ -289,5 +345,36 @@ mod tests {
             text.contains("aiops_stage_failures_total{stage=\"rca\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tool_calls_count_by_tool_and_result_and_budgets_by_name() {
+        let m = Metrics::new();
+        let call = |tool: &str, error: Option<&str>| crate::ToolCallRecord {
+            tool: tool.into(),
+            error: error.map(str::to_owned),
+            ..crate::ToolCallRecord::default()
+        };
+        m.analysis(&crate::AnalyzerInfo {
+            name: "llm".into(),
+            fallback: true,
+            tool_calls: vec![
+                call("promql_range", None),
+                call("promql_range", Some("refused: already called")),
+                call("rm_rf", Some("there is no tool")),
+            ],
+            budget_exhausted: Some("rounds".into()),
+            ..crate::AnalyzerInfo::default()
+        });
+        let text = m.encode();
+        for line in [
+            "aiops_llm_tool_calls_total{tool=\"promql_range\",result=\"ok\"} 1",
+            "aiops_llm_tool_calls_total{tool=\"promql_range\",result=\"refused\"} 1",
+            "aiops_llm_tool_calls_total{tool=\"unknown\",result=\"error\"} 1",
+            "aiops_llm_budget_exhausted_total{budget=\"rounds\"} 1",
+            "aiops_llm_budget_exhausted_total{budget=\"daily_spend\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -4,9 +4,12 @@
 
 use crate::context::Evidence;
 
+/// Characters per token, as every estimate counts them.
+pub const CHARS_PER_TOKEN: usize = 4;
+
 /// Tokens `text` costs, about.
 pub fn estimate(text: &str) -> usize {
-    text.chars().count().div_ceil(4)
+    text.chars().count().div_ceil(CHARS_PER_TOKEN)
 }
 
 /// [`estimate`], as the `u32` the LLM's usage figures use.

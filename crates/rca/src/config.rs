@@ -51,6 +51,23 @@ pub struct LlmConfig {
     pub price_per_mtok_in: f64,
     /// US dollars per million completion tokens.
     pub price_per_mtok_out: f64,
+    /// `off`: one request with the gathered evidence. `auto`: the model may also call tools
+    /// (PromQL, LogQL, metric names, label values) within the budgets below; the request carries
+    /// the tools in the OpenAI `tools` format.
+    pub tools: String,
+    /// Tool calls per analysis, at most.
+    pub max_tool_calls: u32,
+    /// Requests that may offer tools per analysis; the last one withdraws them so the model must
+    /// answer.
+    pub max_rounds: u32,
+    /// Tokens of one tool result, at most (cut and marked beyond).
+    pub tool_result_max_tokens: u32,
+    /// Wall-clock time of one analysis with the LLM, at most (all rounds and retries); then the
+    /// rule-based analyzer answers. 0: no limit beyond each request's timeout.
+    pub deadline_secs: u64,
+    /// US dollars the LLM may cost per UTC day (by `price_per_mtok_in`/`_out`, counted in this
+    /// process); once spent, no request is sent and the rule-based analyzer answers. 0: no limit.
+    pub daily_budget_usd: f64,
 }
 
 impl Default for LlmConfig {
@@ -74,6 +91,12 @@ impl Default for LlmConfig {
             cache_ttl_secs: 3600,
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
+            tools: "off".into(),
+            max_tool_calls: 6,
+            max_rounds: 3,
+            tool_result_max_tokens: 600,
+            deadline_secs: 180,
+            daily_budget_usd: 0.0,
         }
     }
 }
@@ -189,6 +212,33 @@ impl LlmConfig {
             reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("llm.headers: {name:?} is not a header name"))?;
         }
+        self.tools_on()?;
+        if self.daily_budget_usd < 0.0 || !self.daily_budget_usd.is_finite() {
+            return Err("llm.daily_budget_usd must be 0 (no limit) or more".into());
+        }
+        if self.daily_budget_usd > 0.0
+            && self.price_per_mtok_in <= 0.0
+            && self.price_per_mtok_out <= 0.0
+        {
+            return Err(
+                "llm.daily_budget_usd needs llm.price_per_mtok_in and llm.price_per_mtok_out to count the spend"
+                    .into(),
+            );
+        }
+        if self.max_rounds == 0 || self.tool_result_max_tokens == 0 {
+            return Err("llm.max_rounds and llm.tool_result_max_tokens must be above 0".into());
+        }
         Ok(())
+    }
+
+    /// Whether the model may call tools (`llm.tools`).
+    pub fn tools_on(&self) -> Result<bool, String> {
+        match self.tools.as_str() {
+            "auto" => Ok(true),
+            "off" => Ok(false),
+            other => Err(format!(
+                "llm.tools must be \"auto\" or \"off\", not {other:?}"
+            )),
+        }
     }
 }

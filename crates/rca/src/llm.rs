@@ -5,16 +5,16 @@
 //! response first, raw JSON when a provider's quirk (an unknown `finish_reason`, a missing field)
 //! makes the typed parse fail.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aiops_model::redact::Redactor;
 use aiops_model::{
-    Analysis, Analyzer, AnalyzerInfo, Context, RetryAfter, StageError, WebhookPayload,
+    Analysis, Analyzer, AnalyzerInfo, Context, Evidence, Investigator, RetryAfter, StageError,
+    ToolCall, ToolCallRecord, WebhookPayload,
 };
 use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
     CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
     ResponseFormatJsonSchema,
 };
@@ -22,7 +22,7 @@ use async_openai::types::chat::{
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio_retry::RetryIf;
 use tokio_retry::strategy::{ExponentialBackoff, jitter};
 
@@ -45,15 +45,39 @@ pub struct LlmAnalyzer {
     redactor: Redactor,
     /// Answers when the LLM cannot.
     fallback: RulesAnalyzer,
+    /// Runs the model's tool calls (`llm.tools = "auto"`); none: the single-shot prompt.
+    investigator: Option<Arc<dyn Investigator>>,
+    /// What the LLM cost today (UTC day number, US dollars), for `llm.daily_budget_usd`.
+    spend: std::sync::Mutex<(i64, f64)>,
 }
 
-/// One completion: the text, what it cost, why it stopped.
+/// One completion: the text, the tools it calls, what it cost, why it stopped.
 #[derive(Debug)]
 struct Reply {
     content: String,
+    tool_calls: Vec<AskedCall>,
     prompt_tokens: u32,
     completion_tokens: u32,
     finish_reason: String,
+}
+
+/// A tool call as the model sent it (OpenAI `tool_calls`).
+#[derive(Debug, Clone)]
+struct AskedCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Whether a request offers the tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// No tools in the request.
+    None,
+    /// `tools` and `tool_choice: auto`.
+    Tools,
+    /// `tools` with `tool_choice: none`: the model must answer now.
+    Withdrawn,
 }
 
 #[derive(Debug)]
@@ -82,50 +106,206 @@ impl LlmAnalyzer {
             cache: Cache::new(Duration::from_secs(config.cache_ttl_secs)),
             redactor: Redactor::default(),
             fallback,
+            investigator: None,
+            spend: std::sync::Mutex::new((0, 0.0)),
             config: config.clone(),
         })
     }
 
-    /// Asks the model, with one repair round when the answer does not validate. Counts every HTTP
-    /// request in `sent`, whatever the outcome.
+    /// The analyzer with `investigator` running the tools the model calls when `llm.tools` is
+    /// `auto`.
+    #[must_use]
+    pub fn with_investigator(mut self, investigator: Arc<dyn Investigator>) -> Self {
+        self.investigator = Some(investigator);
+        self
+    }
+
+    /// Asks the model, with one repair round when the answer does not validate. With tools on, the
+    /// model may call them first, within `llm.max_tool_calls` and `llm.max_rounds`; the last round
+    /// withdraws them. Counts every HTTP request in `sent`, whatever the outcome.
     async fn ask(
         &self,
         payload: &WebhookPayload,
         context: &Context,
         sent: &AtomicU32,
+        called: &mut Vec<ToolCallRecord>,
     ) -> Result<Analysis, String> {
-        let user = self.fitted_message(payload, context);
+        let investigator = match self.config.tools_on() {
+            Ok(true) => self.investigator.as_ref(),
+            _ => None,
+        };
+        let mut user = self.fitted_message(payload, context);
+        if investigator.is_some() {
+            user.push_str(&format!(
+                "\n\nYou may call the tools to query Prometheus and Loki around the alert's start \
+                 (at most {} calls in all) when the data section misses what you need; each result \
+                 has an id you can cite like the evidence's.",
+                self.config.max_tool_calls
+            ));
+        }
         let _slot = self.limits.slot().await;
-        let mut messages: Vec<ChatCompletionRequestMessage> = vec![
-            ChatCompletionRequestSystemMessage::from(SYSTEM).into(),
-            ChatCompletionRequestUserMessage::from(user).into(),
+        let mut messages: Vec<Value> = vec![
+            json!({"role": "system", "content": SYSTEM}),
+            json!({"role": "user", "content": user}),
         ];
-        let first = self.complete(&messages, sent).await?;
         let mut info = AnalyzerInfo {
             name: "llm".into(),
             model: Some(self.config.model.clone()),
-            prompt_tokens: first.prompt_tokens,
-            completion_tokens: first.completion_tokens,
             ..AnalyzerInfo::default()
         };
-        let problem = match parse(&first.content, context, info.clone()) {
+        let mut found = context.clone();
+        let mut asked: Vec<ToolCall> = Vec::new();
+        let alert_at = payload
+            .alerts
+            .iter()
+            .map(|a| a.starts_at.unix_timestamp())
+            .min()
+            .unwrap_or(0);
+        let mut round = 0;
+        let reply = loop {
+            round += 1;
+            let calls = u32::try_from(called.len()).unwrap_or(u32::MAX);
+            let offer = match (investigator, asked.is_empty() && calls == 0) {
+                (None, _) => Offer::None,
+                (Some(_), _)
+                    if round < self.config.max_rounds && calls < self.config.max_tool_calls =>
+                {
+                    Offer::Tools
+                }
+                (Some(_), true) => Offer::None,
+                (Some(_), false) => Offer::Withdrawn,
+            };
+            let reply = self.complete(&messages, offer, sent).await?;
+            info.prompt_tokens += reply.prompt_tokens;
+            info.completion_tokens += reply.completion_tokens;
+            let Some(investigator) = investigator.filter(|_| !reply.tool_calls.is_empty()) else {
+                break reply;
+            };
+            if offer != Offer::Tools && !reply.content.trim().is_empty() {
+                // Tools withdrawn, and an answer beside the calls: the answer counts.
+                break reply;
+            }
+            if offer != Offer::Tools {
+                return Err(format!(
+                    "LLM budget exhausted: {}/{} tool calls, {round}/{} rounds, and the model still \
+                     asks for tools",
+                    called.len(),
+                    self.config.max_tool_calls,
+                    self.config.max_rounds
+                ));
+            }
+            messages.push(json!({
+                "role": "assistant",
+                "content": (!reply.content.is_empty()).then_some(reply.content.as_str()),
+                "tool_calls": reply.tool_calls.iter().map(|c| json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                })).collect::<Vec<_>>(),
+            }));
+            for call in &reply.tool_calls {
+                let (content, record, evidence) = self
+                    .run_tool(
+                        investigator.as_ref(),
+                        call,
+                        &mut asked,
+                        called.len(),
+                        alert_at,
+                    )
+                    .await;
+                found.evidence.extend(evidence);
+                called.push(record);
+                messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": content}));
+            }
+        };
+        info.tool_calls = called.clone();
+        let problem = match parse(&reply.content, &found, info.clone()) {
             Ok(analysis) => return Ok(analysis),
             Err(problem) => problem,
         };
-        tracing::warn!(%problem, finish_reason = %first.finish_reason, "the LLM's answer is invalid; asking once more");
-        messages.push(ChatCompletionRequestAssistantMessage::from(first.content.as_str()).into());
-        messages.push(
-            ChatCompletionRequestUserMessage::from(format!(
+        tracing::warn!(%problem, finish_reason = %reply.finish_reason, "the LLM's answer is invalid; asking once more");
+        messages.push(json!({"role": "assistant", "content": reply.content}));
+        messages.push(json!({
+            "role": "user",
+            "content": format!(
                 "Your answer cannot be used: {problem}. Reply again with only the JSON object that \
                  follows the schema, about the same data section."
-            ))
-            .into(),
-        );
-        let second = self.complete(&messages, sent).await?;
+            ),
+        }));
+        let offer = match called.is_empty() {
+            true => Offer::None,
+            false => Offer::Withdrawn,
+        };
+        let second = self.complete(&messages, offer, sent).await?;
         info.prompt_tokens += second.prompt_tokens;
         info.completion_tokens += second.completion_tokens;
-        parse(&second.content, context, info)
+        parse(&second.content, &found, info)
             .map_err(|e| format!("the LLM's answer was invalid twice; last: {e}"))
+    }
+
+    /// Runs one tool call the model asked for: checked, refused when it repeats an earlier one or
+    /// the call budget is spent, else run with its result capped. Returns what goes back to the
+    /// model, the record, and the result as evidence.
+    async fn run_tool(
+        &self,
+        investigator: &dyn Investigator,
+        call: &AskedCall,
+        asked: &mut Vec<ToolCall>,
+        done: usize,
+        alert_at: i64,
+    ) -> (String, ToolCallRecord, Option<Evidence>) {
+        let started = Instant::now();
+        let n = done + 1;
+        let outcome = match ToolCall::parse(&call.name, &call.arguments) {
+            _ if n > self.config.max_tool_calls as usize => Err(format!(
+                "refused: the budget of {} tool calls is spent; answer with what you have",
+                self.config.max_tool_calls
+            )),
+            Err(e) => Err(e),
+            Ok(parsed) if asked.iter().any(|a| same_call(a, &parsed)) => Err(format!(
+                "refused: {} was already called with these arguments; its result is above",
+                parsed.name()
+            )),
+            Ok(parsed) => {
+                asked.push(parsed.clone());
+                let id = format!("tool-{n}");
+                investigator
+                    .run(
+                        &parsed,
+                        alert_at,
+                        &id,
+                        self.config.tool_result_max_tokens as usize,
+                    )
+                    .await
+            }
+        };
+        let (content, result_id, error, evidence) = match outcome {
+            Ok(e) => {
+                let facts: Vec<String> = e.facts.iter().map(|f| f.describe()).collect();
+                let content = json!({
+                    "id": e.id,
+                    "query": e.query,
+                    "summary": e.summary,
+                    "findings": facts,
+                });
+                let mut content = content;
+                self.redactor.redact_json(&mut content);
+                (content.to_string(), Some(e.id.clone()), None, Some(e))
+            }
+            Err(error) => {
+                let error = self.redactor.redact(&error).into_owned();
+                (json!({"error": error}).to_string(), None, Some(error), None)
+            }
+        };
+        let record = ToolCallRecord {
+            tool: call.name.clone(),
+            arguments: self.redactor.redact(&call.arguments).into_owned(),
+            result_id,
+            error,
+            tokens: tokens::estimate_u32(&content),
+            ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        (content, record, evidence)
     }
 
     /// The user message, with the lowest-ranked evidence left out until the whole prompt fits
@@ -148,7 +328,7 @@ impl LlmAnalyzer {
         message
     }
 
-    fn request(&self, messages: &[ChatCompletionRequestMessage]) -> CreateChatCompletionRequest {
+    fn request(&self, messages: &[Value], offer: Offer) -> Result<Value, String> {
         let response_format = match self.json {
             JsonMode::Schema => ResponseFormat::JsonSchema {
                 json_schema: ResponseFormatJsonSchema {
@@ -160,14 +340,28 @@ impl LlmAnalyzer {
             },
             JsonMode::Object => ResponseFormat::JsonObject,
         };
-        CreateChatCompletionRequest {
+        let typed = CreateChatCompletionRequest {
             model: self.config.model.clone(),
-            messages: messages.to_vec(),
             temperature: Some(self.config.temperature),
             max_completion_tokens: Some(self.config.max_completion_tokens),
             response_format: Some(response_format),
             ..CreateChatCompletionRequest::default()
+        };
+        let mut body =
+            serde_json::to_value(typed).map_err(|e| format!("cannot build the request: {e}"))?;
+        body["messages"] = Value::Array(messages.to_vec());
+        match offer {
+            Offer::None => {}
+            Offer::Tools => {
+                body["tools"] = ToolCall::definitions();
+                body["tool_choice"] = json!("auto");
+            }
+            Offer::Withdrawn => {
+                body["tools"] = ToolCall::definitions();
+                body["tool_choice"] = json!("none");
+            }
         }
+        Ok(body)
     }
 
     /// One completion, retried on 429, 5xx and timeouts with exponential backoff and jitter, never
@@ -176,11 +370,12 @@ impl LlmAnalyzer {
     /// may return.
     async fn complete(
         &self,
-        messages: &[ChatCompletionRequestMessage],
+        messages: &[Value],
+        offer: Offer,
         sent: &AtomicU32,
     ) -> Result<Reply, String> {
-        let body = serde_json::to_value(self.request(messages))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+        self.within_daily_budget()?;
+        let body = self.request(messages, offer)?;
         let estimate = tokens::estimate_u32(&body.to_string())
             .saturating_add(self.config.max_completion_tokens);
         let retry_after = RetryAfter::default();
@@ -204,7 +399,45 @@ impl LlmAnalyzer {
         })
         .await
         .map_err(|e| e.message)?;
-        read_reply(&text)
+        let reply = read_reply(&text)?;
+        self.spent(reply.prompt_tokens, reply.completion_tokens);
+        Ok(reply)
+    }
+
+    /// Refuses a request once `llm.daily_budget_usd` is spent today (UTC).
+    fn within_daily_budget(&self) -> Result<(), String> {
+        let budget = self.config.daily_budget_usd;
+        if budget <= 0.0 {
+            return Ok(());
+        }
+        let today = utc_day();
+        let spend = self
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let spent = if spend.0 == today { spend.1 } else { 0.0 };
+        match spent >= budget {
+            true => Err(format!(
+                "LLM budget exhausted: daily spend ${spent:.6} of ${budget:.6} (llm.daily_budget_usd)"
+            )),
+            false => Ok(()),
+        }
+    }
+
+    /// Books what a request cost against today's spend.
+    fn spent(&self, prompt: u32, completion: u32) {
+        let cost = (f64::from(prompt) * self.config.price_per_mtok_in
+            + f64::from(completion) * self.config.price_per_mtok_out)
+            / 1e6;
+        let today = utc_day();
+        let mut spend = self
+            .spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spend.0 != today {
+            *spend = (today, 0.0);
+        }
+        spend.1 += cost;
     }
 
     async fn send(&self, body: &Value, retry_after: &RetryAfter) -> Result<String, CallError> {
@@ -252,8 +485,28 @@ impl LlmAnalyzer {
     }
 }
 
-/// The completion's text and usage: typed when async-openai can read the answer, else from raw JSON.
+/// The completion's text and usage: typed when async-openai can read the answer, else from raw JSON;
+/// the tool calls from the raw JSON (their wire format is plain).
 fn read_reply(text: &str) -> Result<Reply, String> {
+    let raw: Value =
+        serde_json::from_str(text).map_err(|e| format!("the LLM API's answer is not JSON: {e}"))?;
+    let tool_calls = raw["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| AskedCall {
+                    id: c["id"].as_str().unwrap_or("").to_owned(),
+                    name: c["function"]["name"].as_str().unwrap_or("").to_owned(),
+                    arguments: match &c["function"]["arguments"] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if let Ok(typed) = serde_json::from_str::<CreateChatCompletionResponse>(text) {
         let choice = typed.choices.into_iter().next();
         let usage = typed.usage;
@@ -264,12 +517,11 @@ fn read_reply(text: &str) -> Result<Reply, String> {
                 .map(|r| format!("{r:?}").to_lowercase())
                 .unwrap_or_default(),
             content: choice.and_then(|c| c.message.content).unwrap_or_default(),
+            tool_calls,
             prompt_tokens: usage.as_ref().map_or(0, |u| u.prompt_tokens),
             completion_tokens: usage.as_ref().map_or(0, |u| u.completion_tokens),
         });
     }
-    let raw: Value =
-        serde_json::from_str(text).map_err(|e| format!("the LLM API's answer is not JSON: {e}"))?;
     let choice = &raw["choices"][0];
     if choice.is_null() {
         return Err("the LLM API's answer has no choices".into());
@@ -281,10 +533,43 @@ fn read_reply(text: &str) -> Result<Reply, String> {
             .as_str()
             .unwrap_or("")
             .to_owned(),
+        tool_calls,
         finish_reason: choice["finish_reason"].as_str().unwrap_or("").to_owned(),
         prompt_tokens: tokens("prompt_tokens"),
         completion_tokens: tokens("completion_tokens"),
     })
+}
+
+/// Today's UTC day number.
+fn utc_day() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs / 86_400).unwrap_or(0)
+}
+
+/// The budget a failure's reason names, if one ended the analysis.
+fn budget_of(reason: &str) -> Option<&'static str> {
+    let rest = reason.strip_prefix("LLM budget exhausted: ")?;
+    Some(if rest.starts_with("daily spend") {
+        "daily_spend"
+    } else if rest.contains("deadline") {
+        "deadline"
+    } else {
+        "rounds"
+    })
+}
+
+/// Whether two calls ask the same: the same tool and arguments, whitespace aside.
+fn same_call(a: &ToolCall, b: &ToolCall) -> bool {
+    let squeeze = |c: &ToolCall| {
+        serde_json::to_string(c)
+            .unwrap_or_default()
+            .chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+    };
+    squeeze(a) == squeeze(b)
 }
 
 #[async_trait]
@@ -305,13 +590,33 @@ impl Analyzer for LlmAnalyzer {
         }
         let started = Instant::now();
         let sent = AtomicU32::new(0);
-        let result = self.ask(payload, context, &sent).await;
+        let mut called = Vec::new();
+        let result = match self.config.deadline_secs {
+            0 => self.ask(payload, context, &sent, &mut called).await,
+            secs => tokio::time::timeout(
+                Duration::from_secs(secs),
+                self.ask(payload, context, &sent, &mut called),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "LLM budget exhausted: the analysis deadline of {secs}s (llm.deadline_secs)"
+                ))
+            }),
+        };
+        let refused_for_budget = called.iter().any(|c| {
+            c.error
+                .as_deref()
+                .is_some_and(|e| e.contains("tool calls is spent"))
+        });
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let llm_requests = sent.load(Ordering::Relaxed);
         match result {
             Ok(mut analysis) => {
                 analysis.analyzer.latency_ms = latency_ms;
                 analysis.analyzer.llm_requests = llm_requests;
+                analysis.analyzer.budget_exhausted =
+                    refused_for_budget.then(|| "tool_calls".to_owned());
                 self.cache.put(key, &analysis);
                 Ok(analysis)
             }
@@ -320,7 +625,11 @@ impl Analyzer for LlmAnalyzer {
                 tracing::warn!(%reason, "the LLM analysis failed; the rule-based analyzer answers");
                 let mut analysis = self.fallback.analyze_now(payload, context);
                 analysis.analyzer.fallback = true;
+                analysis.analyzer.budget_exhausted = budget_of(&reason)
+                    .or(refused_for_budget.then_some("tool_calls"))
+                    .map(str::to_owned);
                 analysis.analyzer.fallback_reason = Some(reason);
+                analysis.analyzer.tool_calls = called;
                 analysis.analyzer.model = Some(self.config.model.clone());
                 analysis.analyzer.latency_ms = latency_ms;
                 analysis.analyzer.llm_requests = llm_requests;
