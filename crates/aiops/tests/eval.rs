@@ -130,7 +130,7 @@ async fn with_an_llm_the_report_counts_requests_tokens_and_cost() {
     let answer = json!({
         "summary": "orders-worker holds most connections", "root_cause": "orders-worker scaled out",
         "confidence": 0.7, "category": "resource_saturation", "impact": "orders-api cannot connect",
-        "evidence": [], "remediation": ["scale orders-worker down"], "next_queries": []
+        "evidence": [{"id": "rule-1", "note": "the rule"}], "remediation": ["scale orders-worker down"], "next_queries": []
     });
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
@@ -194,6 +194,93 @@ async fn with_an_llm_the_report_counts_requests_tokens_and_cost() {
             assert!(!body.contains(secret), "{secret} reached the LLM");
         }
     }
+}
+
+/// The model's turns, in a cycle: a tool call, then an answer.
+struct Scripted {
+    turns: Vec<Value>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for Scripted {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ResponseTemplate::new(200).set_body_json(&self.turns[i % self.turns.len()])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tools_on_the_report_counts_the_models_tool_calls() {
+    let llm = MockServer::start().await;
+    let turn = |message: Value| {
+        json!({
+            "id": "chatcmpl-eval", "object": "chat.completion", "created": 1_790_000_000, "model": "eval-model",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050}
+        })
+    };
+    let answer = json!({
+        "summary": "cart's Redis is down", "root_cause": "redis-cart-master is down",
+        "confidence": 0.8, "category": "dependency_failure", "impact": "carts fail",
+        "evidence": [{"id": "tool-1", "note": "redis_up"}], "remediation": ["restart it"], "next_queries": []
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Scripted {
+            turns: vec![
+                turn(json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_0", "type": "function",
+                     "function": {"name": "promql_range", "arguments": "{\"query\": \"redis_up\"}"}}
+                ]})),
+                turn(json!({"role": "assistant", "content": answer.to_string()})),
+            ],
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+        .mount(&llm)
+        .await;
+    let env = [
+        ("AIOPS__LLM__PROVIDER", "openai-compatible".to_owned()),
+        ("AIOPS__LLM__BASE_URL", format!("{}/v1", llm.uri())),
+        ("AIOPS__LLM__MODEL", "eval-model".to_owned()),
+        ("AIOPS__LLM__TOOLS", "auto".to_owned()),
+    ];
+    let args = ["--json", "--scenario", "dependency-redis-refused"];
+    let out = tokio::task::spawn_blocking(move || eval(&args, &env))
+        .await
+        .expect("joined");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = report(&out);
+    let s = &report["scenarios"][0];
+    assert_eq!(s["analyzer"], "llm", "{s}");
+    assert_eq!(
+        (s["llm_requests"].clone(), s["tool_calls"].clone()),
+        (json!(2), json!(1)),
+        "{s}"
+    );
+    assert_eq!(
+        (s["llm_tokens_in"].clone(), s["llm_tokens_out"].clone()),
+        (json!(2000), json!(100)),
+        "{s}"
+    );
+    assert_eq!(report["totals"]["tool_calls"], 1);
+    let requests = llm.received_requests().await.expect("recorded");
+    let second: Value = serde_json::from_slice(&requests[1].body).expect("JSON");
+    let result = second["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the tool's result went back");
+    assert!(
+        result["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("tool-1") && c.contains("redis")),
+        "{result}"
+    );
 }
 
 #[test]

@@ -76,7 +76,7 @@ impl Respond for FakeLlm {
         }
         let answer = json!({
             "summary": "load is high", "root_cause": "a batch job", "confidence": 0.7,
-            "category": "resource_saturation", "impact": "slow", "evidence": [],
+            "category": "resource_saturation", "impact": "slow", "evidence": [{"id": "rule-1", "note": "the rule"}],
             "remediation": ["find the batch job"], "next_queries": [],
         });
         ResponseTemplate::new(200).set_body_json(json!({

@@ -75,6 +75,8 @@ pub struct Outcome {
     pub prompt_tokens: usize,
     pub analyzer: String,
     pub llm_requests: u32,
+    /// Tool calls the model made (`llm.tools = "auto"`), answered or not.
+    pub tool_calls: u32,
     pub llm_tokens_in: u32,
     pub llm_tokens_out: u32,
     /// With prices set.
@@ -228,6 +230,7 @@ async fn run_one(
         prompt_tokens: tokens::estimate(&prompt),
         analyzer: info.name.clone(),
         llm_requests: info.llm_requests,
+        tool_calls: u32::try_from(info.tool_calls.len()).unwrap_or(u32::MAX),
         llm_tokens_in: info.prompt_tokens,
         llm_tokens_out: info.completion_tokens,
         cost_usd: cost,
@@ -275,6 +278,7 @@ fn failed(scenario: &Scenario, error: String) -> Outcome {
         prompt_tokens: 0,
         analyzer: String::new(),
         llm_requests: 0,
+        tool_calls: 0,
         llm_tokens_in: 0,
         llm_tokens_out: 0,
         cost_usd: None,

@@ -26,6 +26,7 @@ pub struct Totals {
     pub prompt_tokens_max: usize,
     pub prompt_tokens_mean: f64,
     pub llm_requests: u32,
+    pub tool_calls: u32,
     pub llm_tokens_in: u32,
     pub llm_tokens_out: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +57,7 @@ impl Report {
             prompt_tokens_max: scenarios.iter().map(|o| o.prompt_tokens).max().unwrap_or(0),
             prompt_tokens_mean: ratio(sum(|o| o.prompt_tokens), n),
             llm_requests: scenarios.iter().map(|o| o.llm_requests).sum(),
+            tool_calls: scenarios.iter().map(|o| o.tool_calls).sum(),
             llm_tokens_in: scenarios.iter().map(|o| o.llm_tokens_in).sum(),
             llm_tokens_out: scenarios.iter().map(|o| o.llm_tokens_out).sum(),
             cost_usd: (!costs.is_empty()).then(|| costs.iter().sum()),
@@ -88,7 +90,7 @@ impl Report {
                 mark(o.culprit_named),
                 o.leaks.len(),
                 o.prompt_tokens,
-                o.llm_requests,
+                requests(o.llm_requests, o.tool_calls),
                 o.llm_tokens_in,
                 o.llm_tokens_out,
                 o.cost_usd.map_or("-".into(), |c| format!("${c:.4}")),
@@ -106,7 +108,7 @@ impl Report {
             t.leaks,
             t.prompt_tokens_max,
             t.prompt_tokens_mean,
-            t.llm_requests,
+            requests(t.llm_requests, t.tool_calls),
             t.llm_tokens_in,
             t.llm_tokens_out,
             t.cost_usd.map_or("-".into(), |c| format!("${c:.4}")),
@@ -123,5 +125,13 @@ impl Report {
             .filter(|o| !o.facts_missed.is_empty())
             .map(|o| format!("{}: missed {}\n", o.scenario, o.facts_missed.join("; ")))
             .collect()
+    }
+}
+
+/// LLM requests, with the tool calls when there were any: `3 (4 tool calls)`.
+fn requests(requests: u32, tool_calls: u32) -> String {
+    match tool_calls {
+        0 => requests.to_string(),
+        n => format!("{requests} ({n} tool calls)"),
     }
 }

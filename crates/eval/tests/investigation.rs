@@ -342,3 +342,35 @@ async fn once_the_daily_budget_is_spent_no_request_is_sent_and_the_rules_answer(
         a.analyzer.fallback_reason
     );
 }
+
+#[tokio::test]
+async fn the_prompt_budget_across_rounds_withdraws_the_tools_before_it_is_exceeded() {
+    let endless = calls(&[("promql_instant", r#"{"query": "up"}"#)]);
+    let budget = 12_000;
+    let run = investigate(
+        vec![endless, answer("tool-1")],
+        LlmConfig {
+            max_rounds: 5,
+            max_total_prompt_tokens: budget,
+            ..LlmConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(run.requests[0]["tool_choice"], "auto");
+    assert_eq!(
+        run.requests[1]["tool_choice"], "none",
+        "a third round would not fit: the second must answer"
+    );
+    let sent: usize = run
+        .requests
+        .iter()
+        .map(|r| aiops_model::tokens::estimate(&r["messages"].to_string()))
+        .sum();
+    assert!(sent <= budget as usize, "{sent} prompt tokens sent");
+    assert!(
+        !run.analysis.analyzer.fallback,
+        "{:?}",
+        run.analysis.analyzer.fallback_reason
+    );
+    assert_eq!(run.analysis.evidence[0].id, "tool-1");
+}

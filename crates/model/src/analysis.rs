@@ -99,8 +99,8 @@ pub struct AnalyzerInfo {
     /// The tools the model called, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallRecord>,
-    /// The budget that ended the LLM's work, if one did: `tool_calls`, `rounds`, `deadline`,
-    /// `daily_spend`.
+    /// The budget that ended the LLM's work, if one did: `tool_calls`, `rounds`, `prompt_tokens`,
+    /// `deadline`, `daily_spend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_exhausted: Option<String>,
 }

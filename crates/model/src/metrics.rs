@@ -56,7 +56,7 @@ pub struct ToolLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BudgetLabel {
-    /// `tool_calls`, `rounds`, `deadline` or `daily_spend`.
+    /// `tool_calls`, `rounds`, `prompt_tokens`, `deadline` or `daily_spend`.
     pub budget: String,
 }
 
@@ -218,7 +218,13 @@ impl Metrics {
         for kind in ["prompt", "completion"] {
             let _ = self.llm_tokens.get_or_create(&KindLabel { kind });
         }
-        for budget in ["tool_calls", "rounds", "deadline", "daily_spend"] {
+        for budget in [
+            "tool_calls",
+            "rounds",
+            "prompt_tokens",
+            "deadline",
+            "daily_spend",
+        ] {
             let _ = self.budget_exhausted.get_or_create(&BudgetLabel {
                 budget: budget.to_owned(),
             });

@@ -300,7 +300,17 @@ async fn every_fixture_makes_a_block_kit_message_slack_accepts_with_the_right_li
     let sink = webhook_sink(&server, 0);
     for name in FIRING {
         let payload = fixture(name);
-        let analysis = analysis(&payload);
+        let mut analysis = analysis(&payload);
+        // An investigation's calls: counted in the context line.
+        if name.contains("error-rate") {
+            let call = |error: Option<&str>| aiops_model::ToolCallRecord {
+                tool: "promql_range".into(),
+                error: error.map(str::to_owned),
+                ..aiops_model::ToolCallRecord::default()
+            };
+            analysis.analyzer.tool_calls =
+                vec![call(None), call(Some("refused: a repeat")), call(None)];
+        }
         let job_id = JobId::new();
         let body = post(&sink, &server, job_id, &payload, &analysis).await;
 
@@ -428,6 +438,11 @@ async fn every_fixture_makes_a_block_kit_message_slack_accepts_with_the_right_li
         let context = detail.last().expect("a context line");
         assert!(context.contains("analyzer *rules*"), "{name}: {context}");
         assert!(context.contains(" ms"), "{name}: {context}");
+        assert_eq!(
+            context.contains("3 tool calls (2 answered)"),
+            !analysis.analyzer.tool_calls.is_empty(),
+            "{name}: {context}"
+        );
 
         // The top-level text is the notification (and Mattermost's message).
         let text = body["text"].as_str().expect("text");

@@ -62,6 +62,9 @@ pub struct LlmConfig {
     pub max_rounds: u32,
     /// Tokens of one tool result, at most (cut and marked beyond).
     pub tool_result_max_tokens: u32,
+    /// Prompt tokens of one investigation, all rounds together, at most (each request's text
+    /// estimated before it is sent): tools are withdrawn when another round would not fit.
+    pub max_total_prompt_tokens: u32,
     /// Wall-clock time of one analysis with the LLM, at most (all rounds and retries); then the
     /// rule-based analyzer answers. 0: no limit beyond each request's timeout.
     pub deadline_secs: u64,
@@ -95,6 +98,7 @@ impl Default for LlmConfig {
             max_tool_calls: 6,
             max_rounds: 3,
             tool_result_max_tokens: 600,
+            max_total_prompt_tokens: 20_000,
             deadline_secs: 180,
             daily_budget_usd: 0.0,
         }

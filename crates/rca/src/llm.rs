@@ -162,19 +162,38 @@ impl LlmAnalyzer {
             .min()
             .unwrap_or(0);
         let mut round = 0;
+        let budget = self.config.max_total_prompt_tokens;
+        let mut prompt_spent: u32 = 0;
         let reply = loop {
             round += 1;
             let calls = u32::try_from(called.len()).unwrap_or(u32::MAX);
+            let size = tokens::estimate_u32(&Value::Array(messages.clone()).to_string());
+            // Another round must fit too: this request, the next one with what the remaining
+            // calls may add, within the budget across rounds.
+            let next = size.saturating_add(
+                (self.config.max_tool_calls.saturating_sub(calls))
+                    .saturating_mul(self.config.tool_result_max_tokens),
+            );
+            let room = prompt_spent.saturating_add(size).saturating_add(next) <= budget;
             let offer = match (investigator, asked.is_empty() && calls == 0) {
                 (None, _) => Offer::None,
                 (Some(_), _)
-                    if round < self.config.max_rounds && calls < self.config.max_tool_calls =>
+                    if round < self.config.max_rounds
+                        && calls < self.config.max_tool_calls
+                        && room =>
                 {
                     Offer::Tools
                 }
                 (Some(_), true) => Offer::None,
                 (Some(_), false) => Offer::Withdrawn,
             };
+            if investigator.is_some() && prompt_spent.saturating_add(size) > budget {
+                return Err(format!(
+                    "LLM budget exhausted: {} prompt tokens across rounds (llm.max_total_prompt_tokens {budget})",
+                    prompt_spent.saturating_add(size)
+                ));
+            }
+            prompt_spent = prompt_spent.saturating_add(size);
             let reply = self.complete(&messages, offer, sent).await?;
             info.prompt_tokens += reply.prompt_tokens;
             info.completion_tokens += reply.completion_tokens;
@@ -553,6 +572,8 @@ fn budget_of(reason: &str) -> Option<&'static str> {
     let rest = reason.strip_prefix("LLM budget exhausted: ")?;
     Some(if rest.starts_with("daily spend") {
         "daily_spend"
+    } else if rest.contains("prompt tokens across rounds") {
+        "prompt_tokens"
     } else if rest.contains("deadline") {
         "deadline"
     } else {

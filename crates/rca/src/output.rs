@@ -1,6 +1,6 @@
 //! What the model says, made into an [`Analysis`]: strip `<think>` blocks and code fences, parse the
-//! JSON object, validate it against the schema's rules, and drop citations of evidence that does not
-//! exist.
+//! JSON object, validate it against the schema's rules, and check that it cites evidence that exists
+//! (an answer that cites none, or an unknown id, is an invalid answer: it gets the repair round).
 
 use aiops_model::{Analysis, AnalyzerInfo, Category, Context, EvidenceRef};
 use serde::Deserialize;
@@ -90,23 +90,39 @@ pub fn parse(content: &str, context: &Context, info: AnalyzerInfo) -> Result<Ana
     if remediation.is_empty() {
         return Err("remediation must list at least one step".into());
     }
-    // A citation of evidence that does not exist is dropped, not an error: the rest stands.
+    // Grounding: the cause must rest on evidence that exists. An answer that cites none, or an id
+    // that is not in the data section (or a tool result), is sent back once to be fixed.
     let mut evidence: Vec<EvidenceRef> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
     for r in draft.evidence {
         let (id, note) = match r {
             DraftRef::Full { id, note } => (id, note),
             DraftRef::Id(id) => (id, String::new()),
         };
-        if let Some(found) = context.evidence(&id)
-            && !evidence.iter().any(|e| e.id == id)
-        {
-            evidence.push(EvidenceRef {
+        match context.evidence(&id) {
+            Some(found) if !evidence.iter().any(|e| e.id == id) => evidence.push(EvidenceRef {
                 id,
                 note,
                 query: found.query.clone(),
                 finding: Some(found.summary.clone()),
-            });
+            }),
+            Some(_) => {}
+            None => unknown.push(id),
         }
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "the evidence cites ids that are not in the data section: {}; cite only the ids given \
+             (the evidence items' and the tool results')",
+            unknown.join(", ")
+        ));
+    }
+    if evidence.is_empty() {
+        return Err(
+            "the evidence cites no id: cite the evidence items (by the ids in the data section) \
+             that the root cause rests on"
+                .into(),
+        );
     }
     Ok(Analysis {
         alternatives: Vec::new(),

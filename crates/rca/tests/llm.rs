@@ -369,12 +369,20 @@ async fn a_timeout_leads_to_the_fallback() {
 }
 
 #[tokio::test]
-async fn an_unknown_finish_reason_and_a_missing_id_are_tolerated() {
+async fn an_unknown_finish_reason_is_tolerated_and_an_invented_id_sent_back_once() {
     let server = MockServer::start().await;
     once(
         &server,
         ResponseTemplate::new(200).set_body_json(completion(
             &analysis_json(&["expr-1", "does-not-exist"]),
+            "insufficient_system_resource",
+        )),
+    )
+    .await;
+    once(
+        &server,
+        ResponseTemplate::new(200).set_body_json(completion(
+            &analysis_json(&["expr-1"]),
             "insufficient_system_resource",
         )),
     )
@@ -387,10 +395,22 @@ async fn an_unknown_finish_reason_and_a_missing_id_are_tolerated() {
         .expect("analysis");
     assert!(!a.analyzer.fallback, "{:?}", a.analyzer.fallback_reason);
     let ids: Vec<&str> = a.evidence.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["expr-1"], "the invented id is dropped");
+    assert_eq!(ids, ["expr-1"], "the repaired answer cites what exists");
+    assert_eq!(a.analyzer.llm_requests, 2, "one repair round");
+    let repair = &requests(&server).await[1];
+    let asked = repair["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        asked.contains("does-not-exist"),
+        "the repair names the invented id: {asked}"
+    );
     assert_eq!(
-        a.analyzer.prompt_tokens, 900,
-        "usage read from the raw answer"
+        a.analyzer.prompt_tokens, 1800,
+        "usage read from the raw answers"
     );
 }
 

@@ -4,7 +4,7 @@
 //! alerts), the identifying labels as fields, the summary, the probable cause with its confidence;
 //! then, next to a colour bar by severity, the top evidence with its query and a graph link, the
 //! numbered remediation, the links (silence, Grafana Explore, runbook, the full analysis) and a
-//! context line (analyzer, model, tokens, latency, fallback). The top-level `text` is the
+//! context line (analyzer, model, tokens, tool calls, latency, fallback). The top-level `text` is the
 //! notification's fallback, and what Mattermost (which ignores blocks) shows.
 
 use aiops_model::{Analysis, Notification, WebhookPayload};
@@ -232,6 +232,14 @@ fn analysis_blocks(
         ctx.push(format!(
             "tokens {} in / {} out",
             info.prompt_tokens, info.completion_tokens
+        ));
+    }
+    if !info.tool_calls.is_empty() {
+        let answered = info.tool_calls.iter().filter(|c| c.error.is_none()).count();
+        ctx.push(format!(
+            "{} tool call{} ({answered} answered)",
+            info.tool_calls.len(),
+            if info.tool_calls.len() == 1 { "" } else { "s" }
         ));
     }
     ctx.push(format!("{} ms", info.latency_ms));
