@@ -13,7 +13,7 @@ use crate::candidates::leads::hosts_in;
 use crate::entities::host_of;
 use crate::logs::TemplateSummary;
 use crate::rank::{ANOMALOUS, Tier};
-use crate::series::{INCIDENT_LEAD, SeriesSummary};
+use crate::series::{INCIDENT_LEAD, Series, SeriesSummary};
 
 /// Labels that name the entity a series is about, most specific first.
 const ENTITY_LABELS: &[&str] = &[
@@ -245,6 +245,29 @@ pub fn down(ranked: &[SeriesSummary]) -> Option<Fact> {
     (!targets.is_empty()).then_some(Fact::TargetDown { targets })
 }
 
+/// The full label set of the series a summary is of (a summary keeps the labels that tell the
+/// series apart).
+pub fn full_labels(series: &[Series], summary: &SeriesSummary) -> BTreeMap<String, String> {
+    series
+        .iter()
+        .find(|x| {
+            summary
+                .labels
+                .iter()
+                .all(|(k, v)| x.labels.get(k) == Some(v))
+        })
+        .map_or_else(|| summary.labels.clone(), |x| x.labels.clone())
+}
+
+/// The metric a query's series are of: their `__name__`, else the first metric-looking word of the
+/// query (a `rate()` drops the name).
+pub fn metric_name(series: &[Series], query: &str) -> String {
+    series
+        .iter()
+        .find_map(|s| s.labels.get("__name__").cloned())
+        .unwrap_or_else(|| expr_metric(query))
+}
+
 /// Where a series was found, for its facts.
 #[derive(Debug, Clone, Copy)]
 pub struct Found<'a> {
@@ -256,13 +279,10 @@ pub struct Found<'a> {
 }
 
 /// The facts of one metric's series (discovered or planned): the anomalous ones, changes,
-/// terminations, lags, and dependencies that broke. `full` gives a summary's full label set (the
-/// summary keeps the labels that tell the series apart).
-pub fn of_series(
-    found: Found<'_>,
-    ranked: &[SeriesSummary],
-    full: &dyn Fn(&SeriesSummary) -> BTreeMap<String, String>,
-) -> Vec<Fact> {
+/// terminations, lags, and dependencies that broke; `series` are the query's own (for the labels a
+/// summary leaves out).
+pub fn of_series(found: Found<'_>, ranked: &[SeriesSummary], series: &[Series]) -> Vec<Fact> {
+    let full = |s: &SeriesSummary| full_labels(series, s);
     let mut facts = Vec::new();
     let name = found.metric;
     if let Some(kind) = VERSION_SERIES

@@ -931,22 +931,13 @@ impl Gatherer {
             Purpose::Up => facts::down(&ranked).into_iter().collect(),
             Purpose::Alerts => Vec::new(),
             _ => {
-                let name = series
-                    .iter()
-                    .find_map(|s| s.labels.get("__name__").cloned())
-                    .unwrap_or_else(|| facts::expr_metric(&q.text));
+                let name = facts::metric_name(series, &q.text);
                 let found = facts::Found {
                     metric: &name,
                     alert: window.alert as f64,
                     related: None,
                 };
-                let full = |s: &SeriesSummary| {
-                    series
-                        .iter()
-                        .find(|x| s.labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
-                        .map_or_else(|| s.labels.clone(), |x| x.labels.clone())
-                };
-                facts::of_series(found, &ranked, &full)
+                facts::of_series(found, &ranked, series)
             }
         };
         if let Purpose::Rule { alerts, .. } = &q.purpose

@@ -310,12 +310,7 @@ impl Gatherer {
                 .map_or(&[][..], |s| scopes[*scope].alternative_of(s));
             let (text, title) = metrics::shown(name, alternative, *kind, &scopes[*scope].what);
             let summary = self.series_lines(&ranked, None);
-            let full = |s: &SeriesSummary| -> BTreeMap<String, String> {
-                series
-                    .iter()
-                    .find(|x| s.labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
-                    .map_or_else(|| s.labels.clone(), |x| x.labels.clone())
-            };
+            let full = |s: &SeriesSummary| crate::facts::full_labels(series, s);
             // Resources named after the group are named, as dependencies, by their host.
             let related = scopes[*scope].related.as_ref().map(|r| match r.is_empty() {
                 true => full(top)
@@ -329,7 +324,7 @@ impl Gatherer {
                 alert: window.alert as f64,
                 related: related.as_deref(),
             };
-            let facts = crate::facts::of_series(found_in, &ranked, &full);
+            let facts = crate::facts::of_series(found_in, &ranked, series);
             let rank = Rank::new(Tier::of_score(top.score), top.score);
             if rank.tier >= Tier::Anomalous {
                 out.values.extend(telling(&top.labels));

@@ -82,22 +82,13 @@ impl Gatherer {
                 if ranked.is_empty() {
                     return Ok((prometheus, Some(query.clone()), no_series(), Vec::new()));
                 }
-                let name = series
-                    .iter()
-                    .find_map(|s| s.labels.get("__name__").cloned())
-                    .unwrap_or_else(|| facts::expr_metric(query));
+                let name = facts::metric_name(&series, query);
                 let found = facts::Found {
                     metric: &name,
                     alert: alert_at as f64,
                     related: None,
                 };
-                let full = |s: &SeriesSummary| {
-                    series
-                        .iter()
-                        .find(|x| s.labels.iter().all(|(k, v)| x.labels.get(k) == Some(v)))
-                        .map_or_else(|| s.labels.clone(), |x| x.labels.clone())
-                };
-                let facts = facts::of_series(found, &ranked, &full);
+                let facts = facts::of_series(found, &ranked, &series);
                 let text = self.series_lines(&ranked, None);
                 Ok((prometheus, Some(query.clone()), text, facts))
             }
