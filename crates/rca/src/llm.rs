@@ -167,7 +167,15 @@ impl LlmAnalyzer {
         let reply = loop {
             round += 1;
             let calls = u32::try_from(called.len()).unwrap_or(u32::MAX);
-            let size = tokens::estimate_u32(&Value::Array(messages.clone()).to_string());
+            // Only an investigation has a budget across rounds: the single-shot prompt is fitted
+            // already, and is not serialized twice for it.
+            let size = match investigator {
+                Some(_) => messages
+                    .iter()
+                    .map(|m| tokens::estimate_u32(&m.to_string()))
+                    .sum(),
+                None => 0,
+            };
             // Another round must fit too: this request, the next one with what the remaining
             // calls may add, within the budget across rounds.
             let next = size.saturating_add(
