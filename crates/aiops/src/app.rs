@@ -6,7 +6,8 @@ use std::time::Duration;
 use aiops_context::Gatherer;
 use aiops_ingest::AppState;
 use aiops_model::{
-    Analyzer, Clock, ContextSource, Metrics, Notifier, StoreError, SystemClock, Thread, Threads,
+    Analyzer, Clock, ContextSource, Ledger, Metrics, Notifier, StoreError, SystemClock, Thread,
+    Threads,
 };
 use aiops_notify::{FileNotifier, Filtered, Links, SlackNotifier, StdoutNotifier, WebhookNotifier};
 use aiops_rca::{LlmAnalyzer, RulesAnalyzer};
@@ -17,9 +18,13 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// Builds the pipeline's stages from the configuration; Slack's bot mode keeps its threads in
-/// `threads`.
-pub fn stages(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Stages> {
-    let (context, analyzer) = analysis(config)?;
+/// `threads`, the LLM its daily spend in `ledger`.
+pub fn stages(
+    config: &Config,
+    threads: Arc<dyn Threads>,
+    ledger: Arc<dyn Ledger>,
+) -> anyhow::Result<Stages> {
+    let (context, analyzer) = analysis(config, Some(ledger))?;
     Ok(Stages {
         context,
         analyzer,
@@ -42,7 +47,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
         },
         ..config.clone()
     };
-    stages(&config, Arc::new(Unopened)).map(drop)
+    stages(&config, Arc::new(Unopened), Arc::new(Unopened)).map(drop)
 }
 
 /// The threads of a store that `check-config` does not open; the sinks built there never deliver.
@@ -68,8 +73,21 @@ impl Threads for Unopened {
     }
 }
 
-/// The stages that produce an analysis: context and rca.
-pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<dyn Analyzer>)> {
+#[async_trait::async_trait]
+impl Ledger for Unopened {
+    async fn book(&self, _: i64, _: f64) -> Result<f64, StoreError> {
+        Err(StoreError::Unavailable(
+            "check-config opens no store".into(),
+        ))
+    }
+}
+
+/// The stages that produce an analysis: context and rca. The LLM's daily spend is booked in
+/// `ledger` (the store's), else in memory.
+pub fn analysis(
+    config: &Config,
+    ledger: Option<Arc<dyn Ledger>>,
+) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<dyn Analyzer>)> {
     if config.prometheus.url.is_empty() && config.loki.url.is_empty() {
         tracing::info!(
             "prometheus.url and loki.url are empty: evidence comes from the alerts themselves only"
@@ -89,12 +107,16 @@ pub fn analysis(config: &Config) -> anyhow::Result<(Arc<dyn ContextSource>, Arc<
         .map_err(anyhow::Error::msg)
         .context("invalid rules")?;
     let analyzer: Arc<dyn Analyzer> = match config.llm.is_enabled() {
-        true => Arc::new(
-            LlmAnalyzer::new(&config.llm, rules)
+        true => {
+            let llm = LlmAnalyzer::new(&config.llm, rules)
                 .map_err(anyhow::Error::msg)
                 .context("invalid LLM configuration")?
-                .with_investigator(context.clone()),
-        ),
+                .with_investigator(context.clone());
+            Arc::new(match ledger {
+                Some(ledger) => llm.with_ledger(ledger),
+                None => llm,
+            })
+        }
         false => {
             tracing::info!("no LLM configured: the rule-based analyzer answers");
             Arc::new(rules)
@@ -186,7 +208,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 aiops_store::redact_url(&config.store.url)
             )
         })?;
-    let stages = stages(&config, backend.threads)?;
+    let stages = stages(&config, backend.threads, backend.ledger)?;
     let store = backend.store;
     let worker = Arc::new(Worker::new(
         store.clone(),

@@ -70,6 +70,10 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         min_culprit: f64,
     },
+    /// Test the configured LLM endpoint before alerts depend on it: reachable, JSON output, tool
+    /// calling, context length, two canned analyses, tokens per second; print which `llm.tools`
+    /// mode to use and why. Exits 1 when the endpoint cannot be used as configured.
+    CheckLlm,
     /// Exit 0 if the daemon's /health answers 200 (a container healthcheck without curl).
     Health {
         /// The daemon's base URL; default: `server.listen` on loopback.
@@ -91,6 +95,15 @@ pub fn main() -> anyhow::Result<()> {
         Command::Health { url } => {
             let url = url.unwrap_or_else(|| local_url(&config.server.listen));
             runtime()?.block_on(health(&url))
+        }
+        Command::CheckLlm => {
+            // The battery's lines are the output; the analyzer's warnings only at `error`.
+            let log = crate::config::LogConfig {
+                level: "error".into(),
+                ..config.log.clone()
+            };
+            telemetry::init(&log)?;
+            runtime()?.block_on(check_llm(&config))
         }
         Command::Serve => {
             telemetry::init(&config.log)?;
@@ -136,6 +149,31 @@ pub fn main() -> anyhow::Result<()> {
             runtime()?.block_on(analyze_once(config, &input, format))
         }
     }
+}
+
+async fn check_llm(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.llm.is_enabled(),
+        "no LLM is configured (llm.provider is empty): the rule-based analyzer answers, and there \
+         is nothing to check"
+    );
+    let rules = aiops_rca::RulesAnalyzer::new(&config.rules)
+        .map_err(anyhow::Error::msg)
+        .context("invalid rules")?;
+    println!(
+        "aiops check-llm: provider {}, model {}",
+        config.llm.provider, config.llm.model
+    );
+    let report = aiops_rca::LlmAnalyzer::check(&config.llm, rules)
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("invalid LLM configuration")?;
+    print!("{}", report.render());
+    anyhow::ensure!(
+        report.usable,
+        "the LLM endpoint cannot be used as configured"
+    );
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -196,7 +234,7 @@ async fn analyze_once(config: Config, input: &str, format: Output) -> anyhow::Re
             format!("{input} is neither an Alertmanager webhook payload nor an alert")
         })?;
     // Only the analysis: `aiops analyze` prints, it never notifies.
-    let (context, analyzer) = app::analysis(&config)?;
+    let (context, analyzer) = app::analysis(&config, None)?;
     let analysis = match payload.status {
         aiops_model::AlertStatus::Resolved => None,
         aiops_model::AlertStatus::Firing => {

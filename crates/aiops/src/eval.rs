@@ -49,7 +49,7 @@ pub async fn main(config: Config, run: Run) -> anyhow::Result<()> {
         let mut config = config.clone();
         config.prometheus.url = prometheus.to_owned();
         config.loki.url = loki.to_owned();
-        let (context, analyzer) = app::analysis(&config).map_err(|e| format!("{e:#}"))?;
+        let (context, analyzer) = app::analysis(&config, None).map_err(|e| format!("{e:#}"))?;
         Ok(Stages { context, analyzer })
     };
     let options = Options {

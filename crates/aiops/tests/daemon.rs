@@ -382,3 +382,102 @@ async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_resta
         );
     }
 }
+
+/// A model that answers at once, citing the data section's first evidence, and bills 58,000 prompt
+/// tokens per request.
+struct Costly;
+
+impl wiremock::Respond for Costly {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+        let user = body["messages"][1]["content"].as_str().unwrap_or("");
+        let cited = user
+            .split_once("\"evidence\":[{\"id\":\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or("none", |(id, _)| id);
+        let answer = serde_json::json!({
+            "summary": "targets are down", "root_cause": "the rack switch failed",
+            "confidence": 0.6, "category": "network", "impact": "scrapes fail",
+            "evidence": [{"id": cited, "note": "the alert"}], "remediation": ["check the switch"],
+            "next_queries": []
+        });
+        wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_790_000_000, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answer.to_string()}}],
+            "usage": {"prompt_tokens": 58_000, "completion_tokens": 50, "total_tokens": 58_050}
+        }))
+    }
+}
+
+/// `llm.daily_budget_usd` is kept in the store: a restart does not give the day's money back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_llm_budget_holds_across_a_restart() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Costly)
+        .mount(&llm)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // $1 per million tokens each way: the first request may cost a few thousandths at worst (its
+    // prompt and 1,500 completion tokens) and is billed $0.05805, within $0.06; after it, no
+    // request fits, its 1,500 completion tokens alone being $0.0015.
+    let env = [
+        ("AIOPS__LLM__PROVIDER", "openai-compatible".to_owned()),
+        ("AIOPS__LLM__BASE_URL", format!("{}/v1", llm.uri())),
+        ("AIOPS__LLM__MODEL", "m".to_owned()),
+        ("AIOPS__LLM__PRICE_PER_MTOK_IN", "1".to_owned()),
+        ("AIOPS__LLM__PRICE_PER_MTOK_OUT", "1".to_owned()),
+        ("AIOPS__LLM__DAILY_BUDGET_USD", "0.06".to_owned()),
+        ("AIOPS__WORKER__POLL_INTERVAL_MS", "100".to_owned()),
+    ];
+    let daemon = Daemon::start(dir.path(), &env).await;
+    let (_, body) = daemon
+        .post_webhook(fixture("target-down-group-firing.json"))
+        .await;
+    let first = body["job_id"].as_str().expect("id").to_owned();
+    daemon.drain(Duration::from_secs(30)).await;
+    let record = daemon.get(&format!("/analyses/{first}")).await;
+    let analyzer = &record["analysis"]["analyzer"];
+    assert_eq!(analyzer["fallback"], false, "{record}");
+    assert!(daemon.terminate(Duration::from_secs(20)), "clean exit");
+
+    let daemon = Daemon::start(dir.path(), &env).await;
+    let (_, body) = daemon
+        .post_webhook(fixture("high-error-rate-k8s.json"))
+        .await;
+    let second = body["job_id"].as_str().expect("id").to_owned();
+    daemon.drain(Duration::from_secs(30)).await;
+    let record = daemon.get(&format!("/analyses/{second}")).await;
+    let analyzer = &record["analysis"]["analyzer"];
+    assert_eq!(
+        (
+            analyzer["fallback"].clone(),
+            analyzer["budget_exhausted"].clone()
+        ),
+        (serde_json::json!(true), serde_json::json!("daily_spend")),
+        "{record}"
+    );
+    assert!(
+        analyzer["fallback_reason"].as_str().is_some_and(
+            |r| r.starts_with("LLM budget exhausted: daily spend $0.058050 of $0.060000")
+        ),
+        "{record}"
+    );
+    assert_eq!(analyzer["llm_requests"], 0, "{record}");
+    let metrics = daemon.metrics().await;
+    assert!(
+        metrics.contains("aiops_llm_budget_exhausted_total{budget=\"daily_spend\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        llm.received_requests().await.expect("recorded").len(),
+        1,
+        "the second daemon sent nothing"
+    );
+    assert!(daemon.terminate(Duration::from_secs(20)), "clean exit");
+}

@@ -86,6 +86,15 @@ async fn investigate(turns: Vec<Value>, config: LlmConfig) -> Run {
 
 /// The same, `times` times with one analyzer.
 async fn investigate_times(turns: Vec<Value>, config: LlmConfig, times: usize) -> Run {
+    let script = Script {
+        turns,
+        next: AtomicUsize::new(0),
+    };
+    investigate_with(script, config, times).await
+}
+
+/// The same with `model` answering the requests.
+async fn investigate_with(model: impl Respond + 'static, config: LlmConfig, times: usize) -> Run {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../eval/scenarios/dependency-redis-refused");
     let (payload, served, stage): (WebhookPayload, _, _) = support::stage(&dir).await;
@@ -96,10 +105,7 @@ async fn investigate_times(turns: Vec<Value>, config: LlmConfig, times: usize) -
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(Script {
-            turns,
-            next: AtomicUsize::new(0),
-        })
+        .respond_with(model)
         .mount(&server)
         .await;
     let analyzer = LlmAnalyzer::new(
@@ -201,6 +207,7 @@ async fn two_queries_in_one_turn_reach_prometheus_and_the_answer_cites_a_result(
     assert_eq!(a.evidence[0].id, "tool-1", "a tool result can be cited");
     assert_eq!(a.evidence[0].query.as_deref(), Some("redis_up"));
     assert_eq!(a.analyzer.prompt_tokens, 2000);
+    assert_eq!(a.analyzer.rounds, 2, "the calls' turn and the answer's");
     assert!(
         run.context.evidence("tool-1").is_none(),
         "the gathered context is not changed"
@@ -276,6 +283,13 @@ async fn a_model_that_never_stops_calling_is_cut_at_the_budget_and_the_rules_ans
         .filter(|c| c.error.as_deref().is_some_and(|e| e.contains("budget")))
         .count();
     assert!(refused >= 1, "{:?}", a.analyzer.tool_calls);
+    // The fallback still shows what the model's turns cost.
+    let turns = run.requests.len() as u32;
+    assert_eq!(a.analyzer.rounds, turns);
+    assert_eq!(
+        (a.analyzer.prompt_tokens, a.analyzer.completion_tokens),
+        (1000 * turns, 50 * turns)
+    );
 }
 
 #[tokio::test]
@@ -312,11 +326,16 @@ async fn a_result_over_its_cap_is_cut_and_says_so() {
 
 #[tokio::test]
 async fn once_the_daily_budget_is_spent_no_request_is_sent_and_the_rules_answer() {
-    // 1,050 tokens at $1 per million each way: $0.00105, over a budget of $0.001.
+    // The first request may cost ~$0.01 at worst (its ~6,000 tokens and 1,500 to answer at $1 per
+    // million each way), within $0.05; the provider bills 50,000 + 50 tokens: $0.05005, so the
+    // second may not be sent.
+    let mut costly = answer("logs-errors");
+    costly["usage"] =
+        json!({"prompt_tokens": 50_000, "completion_tokens": 50, "total_tokens": 50_050});
     let run = investigate_times(
-        vec![answer("logs-errors")],
+        vec![costly],
         LlmConfig {
-            daily_budget_usd: 0.001,
+            daily_budget_usd: 0.05,
             price_per_mtok_in: 1.0,
             price_per_mtok_out: 1.0,
             cache_ttl_secs: 0,
@@ -336,7 +355,7 @@ async fn once_the_daily_budget_is_spent_no_request_is_sent_and_the_rules_answer(
     assert_eq!(a.analyzer.budget_exhausted.as_deref(), Some("daily_spend"));
     assert!(
         a.analyzer.fallback_reason.as_deref().is_some_and(
-            |r| r.starts_with("LLM budget exhausted: daily spend $0.001050 of $0.001000")
+            |r| r.starts_with("LLM budget exhausted: daily spend $0.050050 of $0.050000")
         ),
         "{:?}",
         a.analyzer.fallback_reason
@@ -373,4 +392,59 @@ async fn the_prompt_budget_across_rounds_withdraws_the_tools_before_it_is_exceed
         run.analysis.analyzer.fallback_reason
     );
     assert_eq!(run.analysis.evidence[0].id, "tool-1");
+}
+
+/// Ollama with a model whose template declares no tools: a request with `tools` gets its 400,
+/// byte for byte; one without gets the answer.
+struct NoToolSupport;
+
+impl Respond for NoToolSupport {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).expect("JSON");
+        match body.get("tools") {
+            Some(_) => ResponseTemplate::new(400).set_body_raw(
+                r#"{"error":{"message":"registry.ollama.ai/library/gemma3:4b does not support tools","type":"api_error","param":null,"code":null}}"#,
+                "application/json",
+            ),
+            None => ResponseTemplate::new(200).set_body_json(answer("logs-errors")),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_tools_gets_the_single_shot_prompt_from_then_on() {
+    let run = investigate_with(
+        NoToolSupport,
+        LlmConfig {
+            cache_ttl_secs: 0,
+            max_retries: 3,
+            ..LlmConfig::default()
+        },
+        2,
+    )
+    .await;
+    let first = &run.earlier[0];
+    assert!(
+        !first.analyzer.fallback,
+        "{:?}",
+        first.analyzer.fallback_reason
+    );
+    assert_eq!(
+        first.analyzer.llm_requests, 2,
+        "the refused request (not retried), then the single-shot one"
+    );
+    assert_eq!(first.analyzer.rounds, 1);
+    assert!(run.requests[0].get("tools").is_some());
+    assert!(run.requests[1].get("tools").is_none());
+    let user = run.requests[1]["messages"][1]["content"]
+        .as_str()
+        .expect("user");
+    assert!(!user.contains("You may call the tools"), "{user}");
+    assert_eq!(run.requests.len(), 3);
+    assert!(
+        run.requests[2].get("tools").is_none(),
+        "the next analysis does not offer them again"
+    );
+    assert_eq!(run.analysis.analyzer.llm_requests, 1);
+    assert!(!run.analysis.analyzer.fallback);
 }

@@ -85,6 +85,10 @@ pub struct AnalyzerInfo {
     /// HTTP requests sent to the LLM for this analysis: retries and the repair round included.
     #[serde(default)]
     pub llm_requests: u32,
+    /// Model turns answered (completions): one single-shot, more with tool rounds or the repair
+    /// round. Retries of a failed request are not turns.
+    #[serde(default)]
+    pub rounds: u32,
     #[serde(default)]
     pub latency_ms: u64,
     /// True when the configured analyzer failed and the rule-based one answered instead.

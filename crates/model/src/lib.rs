@@ -6,8 +6,8 @@
 //! - [`context`]: the evidence the context stage gathers for one alert group.
 //! - [`facts`]: the typed facts the context stage establishes and the analyzers reason from.
 //! - [`analysis`]: the typed root-cause analysis the rca stage produces.
-//! - [`ports`]: the traits `Store`, `Threads`, `ContextSource`, `Analyzer` and `Notifier`, and their
-//!   errors.
+//! - [`ports`]: the traits `Store`, `Threads`, `Ledger`, `ContextSource`, `Analyzer` and `Notifier`,
+//!   and their errors.
 //! - [`metrics`]: every metric aiops exports, registered in one place.
 //! - [`secret`]: helpers for secrets in configuration (masking, `*_file` keys).
 //! - [`clock`]: wall-clock time behind a trait, so tests can move it.
@@ -42,8 +42,8 @@ pub use job::{
 };
 pub use metrics::Metrics;
 pub use ports::{
-    Analyzer, AttemptEnd, ContextSource, Notification, Notifier, StageError, Store, StoreError,
-    Thread, Threads,
+    Analyzer, AttemptEnd, ContextSource, Ledger, Notification, Notifier, StageError, Store,
+    StoreError, Thread, Threads,
 };
 pub use retry::RetryAfter;
 pub use tools::{Investigator, ToolCall};

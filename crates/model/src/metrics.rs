@@ -44,6 +44,8 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabel, Counter>,
     pub tool_calls: Family<ToolLabel, Counter>,
     pub budget_exhausted: Family<BudgetLabel, Counter>,
+    /// Model turns (completions) per LLM analysis, the repair round included.
+    pub llm_rounds: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -168,7 +170,14 @@ impl Metrics {
             "LLM analyses a budget ended, by budget",
             budget_exhausted.clone(),
         );
+        let llm_rounds = Histogram::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        registry.register(
+            "llm_rounds",
+            "Model turns (completions) per LLM analysis, tool rounds and the repair round included",
+            llm_rounds.clone(),
+        );
         let metrics = Self {
+            llm_rounds,
             registry,
             tool_calls,
             budget_exhausted,
@@ -273,6 +282,9 @@ impl Metrics {
                 .get_or_create(&KindLabel { kind })
                 .inc_by(u64::from(n));
         }
+        if info.rounds > 0 {
+            self.llm_rounds.observe(f64::from(info.rounds));
+        }
         for call in &info.tool_calls {
             let tool = match crate::tools::TOOLS.contains(&call.tool.as_str()) {
                 true => call.tool.clone(),
@@ -370,6 +382,7 @@ mod tests {
                 call("rm_rf", Some("there is no tool")),
             ],
             budget_exhausted: Some("rounds".into()),
+            rounds: 3,
             ..crate::AnalyzerInfo::default()
         });
         let text = m.encode();
@@ -379,6 +392,10 @@ mod tests {
             "aiops_llm_tool_calls_total{tool=\"unknown\",result=\"error\"} 1",
             "aiops_llm_budget_exhausted_total{budget=\"rounds\"} 1",
             "aiops_llm_budget_exhausted_total{budget=\"daily_spend\"} 0",
+            "aiops_llm_rounds_count 1",
+            "aiops_llm_rounds_sum 3.0",
+            "aiops_llm_rounds_bucket{le=\"2.0\"} 0",
+            "aiops_llm_rounds_bucket{le=\"3.0\"} 1",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

@@ -100,6 +100,15 @@ pub trait Threads: Send + Sync + std::fmt::Debug {
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
 }
 
+/// What the LLM cost per UTC day, for `llm.daily_budget_usd`: kept by the store, so every replica
+/// counts against one budget and a restart does not reset it.
+#[async_trait]
+pub trait Ledger: Send + Sync + std::fmt::Debug {
+    /// Adds `usd` to `day` (days since the Unix epoch, UTC; `usd` is negative to give a booking
+    /// back) and answers the day's total after it, in one atomic step.
+    async fn book(&self, day: i64, usd: f64) -> Result<f64, StoreError>;
+}
+
 /// What a worker records with the end of an attempt, in the same transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptEnd<'a> {

@@ -53,7 +53,8 @@ pub struct LlmConfig {
     pub price_per_mtok_out: f64,
     /// `off`: one request with the gathered evidence. `auto`: the model may also call tools
     /// (PromQL, LogQL, metric names, label values) within the budgets below; the request carries
-    /// the tools in the OpenAI `tools` format.
+    /// the tools in the OpenAI `tools` format; a provider refusing them gets the single-shot
+    /// request from then on. The default is `auto`.
     pub tools: String,
     /// Tool calls per analysis, at most.
     pub max_tool_calls: u32,
@@ -68,8 +69,9 @@ pub struct LlmConfig {
     /// Wall-clock time of one analysis with the LLM, at most (all rounds and retries); then the
     /// rule-based analyzer answers. 0: no limit beyond each request's timeout.
     pub deadline_secs: u64,
-    /// US dollars the LLM may cost per UTC day (by `price_per_mtok_in`/`_out`, counted in this
-    /// process); once spent, no request is sent and the rule-based analyzer answers. 0: no limit.
+    /// US dollars the LLM may cost per UTC day (by `price_per_mtok_in`/`_out`): each request's
+    /// worst case is booked in the store's ledger before it is sent, so a request that could pass
+    /// the budget is not sent and the rule-based analyzer answers. 0: no limit.
     pub daily_budget_usd: f64,
 }
 
@@ -94,7 +96,7 @@ impl Default for LlmConfig {
             cache_ttl_secs: 3600,
             price_per_mtok_in: 0.0,
             price_per_mtok_out: 0.0,
-            tools: "off".into(),
+            tools: "auto".into(),
             max_tool_calls: 6,
             max_rounds: 3,
             tool_result_max_tokens: 600,

@@ -6,13 +6,13 @@
 //! makes the typed parse fail.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aiops_model::redact::Redactor;
 use aiops_model::{
-    Analysis, Analyzer, AnalyzerInfo, Context, Evidence, Investigator, RetryAfter, StageError,
-    ToolCall, ToolCallRecord, WebhookPayload,
+    Analysis, Analyzer, AnalyzerInfo, Context, Evidence, Investigator, Ledger, RetryAfter,
+    StageError, ToolCall, ToolCallRecord, WebhookPayload,
 };
 use async_openai::types::chat::{
     CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
@@ -31,6 +31,7 @@ use crate::guard::{Cache, Limits};
 use crate::output::parse;
 use crate::prompt::{SYSTEM, fitted_user_message, schema};
 use crate::rules::RulesAnalyzer;
+use crate::spend::DailyBudget;
 use aiops_model::tokens;
 
 /// The LLM analyzer, with the rule-based analyzer as its fallback.
@@ -47,8 +48,43 @@ pub struct LlmAnalyzer {
     fallback: RulesAnalyzer,
     /// Runs the model's tool calls (`llm.tools = "auto"`); none: the single-shot prompt.
     investigator: Option<Arc<dyn Investigator>>,
-    /// What the LLM cost today (UTC day number, US dollars), for `llm.daily_budget_usd`.
-    spend: std::sync::Mutex<(i64, f64)>,
+    /// `llm.daily_budget_usd`, booked in memory or in the store's ledger.
+    budget: DailyBudget,
+    /// Set once the provider refused a request for its `tools`: single-shot from then on.
+    tools_refused: AtomicBool,
+}
+
+/// What one analysis sent: HTTP requests (retries included), model turns answered and the tokens
+/// they billed, whatever the outcome (a fallback pays for its requests too).
+#[derive(Debug, Default)]
+struct Tally {
+    sent: AtomicU32,
+    turns: AtomicU32,
+    prompt_tokens: AtomicU32,
+    completion_tokens: AtomicU32,
+}
+
+/// Why the LLM gave no usable answer.
+#[derive(Debug)]
+enum Failure {
+    /// The provider or model refused the request because it offered tools (it cannot call
+    /// them): the analysis starts over single-shot.
+    ToolsRefused(String),
+    Failed(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
+impl Failure {
+    fn into_reason(self) -> String {
+        match self {
+            Self::ToolsRefused(m) | Self::Failed(m) => m,
+        }
+    }
 }
 
 /// One completion: the text, the tools it calls, what it cost, why it stopped.
@@ -81,9 +117,11 @@ enum Offer {
 }
 
 #[derive(Debug)]
-struct CallError {
-    message: String,
+pub(crate) struct CallError {
+    pub(crate) message: String,
     retriable: bool,
+    /// The request offered tools and the provider's error is about them.
+    tools_refused: bool,
 }
 
 impl LlmAnalyzer {
@@ -107,9 +145,18 @@ impl LlmAnalyzer {
             redactor: Redactor::default(),
             fallback,
             investigator: None,
-            spend: std::sync::Mutex::new((0, 0.0)),
+            budget: DailyBudget::new(config),
+            tools_refused: AtomicBool::new(false),
             config: config.clone(),
         })
+    }
+
+    /// The analyzer with the daily spend booked in `ledger` (the store: shared by replicas, kept
+    /// across restarts) instead of in this process.
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.budget = self.budget.with_ledger(ledger);
+        self
     }
 
     /// The analyzer with `investigator` running the tools the model calls when `llm.tools` is
@@ -122,18 +169,16 @@ impl LlmAnalyzer {
 
     /// Asks the model, with one repair round when the answer does not validate. With tools on, the
     /// model may call them first, within `llm.max_tool_calls` and `llm.max_rounds`; the last round
-    /// withdraws them. Counts every HTTP request in `sent`, whatever the outcome.
+    /// withdraws them. Counts every HTTP request and every turn in `tally`, whatever the outcome.
     async fn ask(
         &self,
         payload: &WebhookPayload,
         context: &Context,
-        sent: &AtomicU32,
+        tools: bool,
+        tally: &Tally,
         called: &mut Vec<ToolCallRecord>,
-    ) -> Result<Analysis, String> {
-        let investigator = match self.config.tools_on() {
-            Ok(true) => self.investigator.as_ref(),
-            _ => None,
-        };
+    ) -> Result<Analysis, Failure> {
+        let investigator = self.investigator.as_ref().filter(|_| tools);
         let mut user = self.fitted_message(payload, context);
         if investigator.is_some() {
             user.push_str(&format!(
@@ -199,10 +244,11 @@ impl LlmAnalyzer {
                 return Err(format!(
                     "LLM budget exhausted: {} prompt tokens across rounds (llm.max_total_prompt_tokens {budget})",
                     prompt_spent.saturating_add(size)
-                ));
+                )
+                .into());
             }
             prompt_spent = prompt_spent.saturating_add(size);
-            let reply = self.complete(&messages, offer, sent).await?;
+            let reply = self.complete(&messages, offer, tally).await?;
             info.prompt_tokens += reply.prompt_tokens;
             info.completion_tokens += reply.completion_tokens;
             let Some(investigator) = investigator.filter(|_| !reply.tool_calls.is_empty()) else {
@@ -219,7 +265,8 @@ impl LlmAnalyzer {
                     called.len(),
                     self.config.max_tool_calls,
                     self.config.max_rounds
-                ));
+                )
+                .into());
             }
             messages.push(json!({
                 "role": "assistant",
@@ -263,11 +310,41 @@ impl LlmAnalyzer {
             true => Offer::None,
             false => Offer::Withdrawn,
         };
-        let second = self.complete(&messages, offer, sent).await?;
+        let second = self.complete(&messages, offer, tally).await?;
         info.prompt_tokens += second.prompt_tokens;
         info.completion_tokens += second.completion_tokens;
         parse(&second.content, &found, info)
-            .map_err(|e| format!("the LLM's answer was invalid twice; last: {e}"))
+            .map_err(|e| format!("the LLM's answer was invalid twice; last: {e}").into())
+    }
+
+    /// Asks with the tools when `llm.tools` is `auto` and the provider has not refused them; when
+    /// it refuses them now (a model or server without tool support answers 4xx/5xx about
+    /// `tools`), remembers that and asks again single-shot.
+    async fn ask_in_mode(
+        &self,
+        payload: &WebhookPayload,
+        context: &Context,
+        tally: &Tally,
+        called: &mut Vec<ToolCallRecord>,
+    ) -> Result<Analysis, String> {
+        let tools = self.investigator.is_some()
+            && self.config.tools_on().unwrap_or(false)
+            && !self.tools_refused.load(Ordering::Relaxed);
+        match self.ask(payload, context, tools, tally, called).await {
+            Err(Failure::ToolsRefused(reason)) if tools => {
+                if !self.tools_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %reason,
+                        "the LLM refuses requests with tools; single-shot prompts from now on \
+                         (llm.tools = \"off\" skips this probe)"
+                    );
+                }
+                self.ask(payload, context, false, tally, called)
+                    .await
+                    .map_err(Failure::into_reason)
+            }
+            other => other.map_err(Failure::into_reason),
+        }
     }
 
     /// Runs one tool call the model asked for: checked, refused when it repeats an earlier one or
@@ -399,12 +476,15 @@ impl LlmAnalyzer {
         &self,
         messages: &[Value],
         offer: Offer,
-        sent: &AtomicU32,
-    ) -> Result<Reply, String> {
-        self.within_daily_budget()?;
+        tally: &Tally,
+    ) -> Result<Reply, Failure> {
         let body = self.request(messages, offer)?;
-        let estimate = tokens::estimate_u32(&body.to_string())
-            .saturating_add(self.config.max_completion_tokens);
+        let request_tokens = tokens::estimate_u32(&body.to_string());
+        let estimate = request_tokens.saturating_add(self.config.max_completion_tokens);
+        let booking = self
+            .budget
+            .reserve(request_tokens, self.config.max_completion_tokens)
+            .await?;
         let retry_after = RetryAfter::default();
         let backoff = ExponentialBackoff::from_millis(2)
             .factor(250)
@@ -415,59 +495,59 @@ impl LlmAnalyzer {
             .take(self.config.max_retries as usize);
         let action = || async {
             self.limits.book(estimate).await;
-            sent.fetch_add(1, Ordering::Relaxed);
-            self.send(&body, &retry_after).await
+            tally.sent.fetch_add(1, Ordering::Relaxed);
+            self.send(&body, offer != Offer::None, &retry_after).await
         };
-        let text = RetryIf::start(strategy, action, |e: &CallError| {
+        let sent = RetryIf::start(strategy, action, |e: &CallError| {
             if e.retriable {
                 tracing::warn!(error = %e.message, "LLM request failed; retrying");
             }
             e.retriable
         })
-        .await
-        .map_err(|e| e.message)?;
-        let reply = read_reply(&text)?;
-        self.spent(reply.prompt_tokens, reply.completion_tokens);
+        .await;
+        let text = match sent {
+            Ok(text) => text,
+            Err(e) => {
+                self.budget.settle(booking, 0, 0).await;
+                return Err(match e.tools_refused {
+                    true => Failure::ToolsRefused(e.message),
+                    false => Failure::Failed(e.message),
+                });
+            }
+        };
+        let reply = match read_reply(&text) {
+            Ok(reply) => reply,
+            Err(e) => {
+                // An answer came: count the request, as the provider does.
+                self.budget.settle(booking, request_tokens, 0).await;
+                return Err(e.into());
+            }
+        };
+        tally.turns.fetch_add(1, Ordering::Relaxed);
+        tally
+            .prompt_tokens
+            .fetch_add(reply.prompt_tokens, Ordering::Relaxed);
+        tally
+            .completion_tokens
+            .fetch_add(reply.completion_tokens, Ordering::Relaxed);
+        // A provider that reports no usage is counted by the estimate.
+        let (prompt, completion) = match (reply.prompt_tokens, reply.completion_tokens) {
+            (0, 0) => (request_tokens, tokens::estimate_u32(&text)),
+            usage => usage,
+        };
+        self.budget.settle(booking, prompt, completion).await;
         Ok(reply)
     }
 
-    /// Refuses a request once `llm.daily_budget_usd` is spent today (UTC).
-    fn within_daily_budget(&self) -> Result<(), String> {
-        let budget = self.config.daily_budget_usd;
-        if budget <= 0.0 {
-            return Ok(());
-        }
-        let today = utc_day();
-        let spend = self
-            .spend
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let spent = if spend.0 == today { spend.1 } else { 0.0 };
-        match spent >= budget {
-            true => Err(format!(
-                "LLM budget exhausted: daily spend ${spent:.6} of ${budget:.6} (llm.daily_budget_usd)"
-            )),
-            false => Ok(()),
-        }
-    }
-
-    /// Books what a request cost against today's spend.
-    fn spent(&self, prompt: u32, completion: u32) {
-        let cost = (f64::from(prompt) * self.config.price_per_mtok_in
-            + f64::from(completion) * self.config.price_per_mtok_out)
-            / 1e6;
-        let today = utc_day();
-        let mut spend = self
-            .spend
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spend.0 != today {
-            *spend = (today, 0.0);
-        }
-        spend.1 += cost;
-    }
-
-    async fn send(&self, body: &Value, retry_after: &RetryAfter) -> Result<String, CallError> {
+    /// One HTTP request. `offers_tools`: the body has `tools`, so an error about them means the
+    /// provider cannot call tools (Ollama: "… does not support tools"; vLLM: "\"auto\" tool
+    /// choice requires --enable-auto-tool-choice …"; llama.cpp: "tools param requires --jinja").
+    pub(crate) async fn send(
+        &self,
+        body: &Value,
+        offers_tools: bool,
+        retry_after: &RetryAfter,
+    ) -> Result<String, CallError> {
         let mut request = self.http.post(&self.endpoint).json(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
@@ -476,6 +556,7 @@ impl LlmAnalyzer {
             request = request.header(name.as_str(), value.expose_secret());
         }
         let response = request.send().await.map_err(|e| CallError {
+            tools_refused: false,
             retriable: e.is_timeout() || e.is_connect() || e.is_request(),
             message: match e.is_timeout() {
                 true => format!("no answer within {}s", self.config.timeout_secs),
@@ -490,6 +571,7 @@ impl LlmAnalyzer {
                 .and_then(|v| v.to_str().ok()),
         );
         let text = response.text().await.map_err(|e| CallError {
+            tools_refused: false,
             retriable: true,
             message: format!("the answer broke off: {}", e.without_url()),
         })?;
@@ -501,8 +583,14 @@ impl LlmAnalyzer {
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| text.chars().take(200).collect());
+        let tools_refused = offers_tools
+            && status != StatusCode::TOO_MANY_REQUESTS
+            && (status.is_client_error() || status.is_server_error())
+            && detail.to_lowercase().contains("tool");
         Err(CallError {
-            retriable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            tools_refused,
+            retriable: !tools_refused
+                && (status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()),
             // Providers echo part of a wrong key in their message; redact it like any secret.
             message: self
                 .redactor
@@ -567,14 +655,6 @@ fn read_reply(text: &str) -> Result<Reply, String> {
     })
 }
 
-/// Today's UTC day number.
-fn utc_day() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    i64::try_from(secs / 86_400).unwrap_or(0)
-}
-
 /// The budget a failure's reason names, if one ended the analysis.
 fn budget_of(reason: &str) -> Option<&'static str> {
     let rest = reason.strip_prefix("LLM budget exhausted: ")?;
@@ -615,16 +695,20 @@ impl Analyzer for LlmAnalyzer {
             cached.analyzer.completion_tokens = 0;
             cached.analyzer.latency_ms = 0;
             cached.analyzer.llm_requests = 0;
+            cached.analyzer.rounds = 0;
             return Ok(cached);
         }
         let started = Instant::now();
-        let sent = AtomicU32::new(0);
+        let tally = Tally::default();
         let mut called = Vec::new();
         let result = match self.config.deadline_secs {
-            0 => self.ask(payload, context, &sent, &mut called).await,
+            0 => {
+                self.ask_in_mode(payload, context, &tally, &mut called)
+                    .await
+            }
             secs => tokio::time::timeout(
                 Duration::from_secs(secs),
-                self.ask(payload, context, &sent, &mut called),
+                self.ask_in_mode(payload, context, &tally, &mut called),
             )
             .await
             .unwrap_or_else(|_| {
@@ -639,11 +723,13 @@ impl Analyzer for LlmAnalyzer {
                 .is_some_and(|e| e.contains("tool calls is spent"))
         });
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let llm_requests = sent.load(Ordering::Relaxed);
+        let llm_requests = tally.sent.load(Ordering::Relaxed);
+        let rounds = tally.turns.load(Ordering::Relaxed);
         match result {
             Ok(mut analysis) => {
                 analysis.analyzer.latency_ms = latency_ms;
                 analysis.analyzer.llm_requests = llm_requests;
+                analysis.analyzer.rounds = rounds;
                 analysis.analyzer.budget_exhausted =
                     refused_for_budget.then(|| "tool_calls".to_owned());
                 self.cache.put(key, &analysis);
@@ -662,6 +748,10 @@ impl Analyzer for LlmAnalyzer {
                 analysis.analyzer.model = Some(self.config.model.clone());
                 analysis.analyzer.latency_ms = latency_ms;
                 analysis.analyzer.llm_requests = llm_requests;
+                analysis.analyzer.rounds = rounds;
+                analysis.analyzer.prompt_tokens = tally.prompt_tokens.load(Ordering::Relaxed);
+                analysis.analyzer.completion_tokens =
+                    tally.completion_tokens.load(Ordering::Relaxed);
                 Ok(analysis)
             }
         }

@@ -30,7 +30,7 @@ mod writer;
 
 use std::sync::Arc;
 
-use aiops_model::{Clock, Store, Threads};
+use aiops_model::{Clock, Ledger, Store, Threads};
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PgStore;
@@ -136,18 +136,21 @@ pub enum OpenError {
     Io(#[from] std::io::Error),
 }
 
-/// One open backend, seen through its two ports: the job queue and the sinks' threads.
+/// One open backend, seen through its three ports: the job queue, the sinks' threads and the LLM's
+/// daily spend.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub store: Arc<dyn Store>,
     pub threads: Arc<dyn Threads>,
+    pub ledger: Arc<dyn Ledger>,
 }
 
-impl<T: Store + Threads + 'static> From<Arc<T>> for Backend {
+impl<T: Store + Threads + Ledger + 'static> From<Arc<T>> for Backend {
     fn from(backend: Arc<T>) -> Self {
         Self {
             store: backend.clone(),
-            threads: backend,
+            threads: backend.clone(),
+            ledger: backend,
         }
     }
 }
@@ -200,6 +203,11 @@ pub(crate) fn migrator() -> Migrator {
             3,
             "dedup_in_key_order",
             include_str!("../migrations/0003_dedup_in_key_order.sql"),
+        ),
+        migration(
+            4,
+            "llm_spend",
+            include_str!("../migrations/0004_llm_spend.sql"),
         ),
     ])
 }

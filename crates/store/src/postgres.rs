@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aiops_model::{
     AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -486,6 +486,23 @@ impl Threads for PgStore {
         .await
         .map_err(|e| db_error(&e))
         .map(drop)
+    }
+}
+
+#[async_trait]
+impl Ledger for PgStore {
+    async fn book(&self, day: i64, usd: f64) -> Result<f64, StoreError> {
+        // One statement: replicas booking at once each read back a total that holds their own.
+        sqlx::query_scalar::<_, f64>(
+            "INSERT INTO llm_spend (day, usd) VALUES ($1, $2)
+             ON CONFLICT (day) DO UPDATE SET usd = llm_spend.usd + EXCLUDED.usd
+             RETURNING usd",
+        )
+        .bind(day)
+        .bind(usd)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))
     }
 }
 

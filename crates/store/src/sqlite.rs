@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aiops_model::{
     AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -564,4 +564,24 @@ fn open_writer(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     // Every statement the writer runs stays prepared.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+#[async_trait]
+impl Ledger for SqliteStore {
+    async fn book(&self, day: i64, usd: f64) -> Result<f64, StoreError> {
+        let upsert = WriteQuery::new(
+            "INSERT INTO llm_spend (day, usd) VALUES (?1, ?2)
+             ON CONFLICT (day) DO UPDATE SET usd = llm_spend.usd + excluded.usd",
+        )
+        .bind(day)
+        .bind(usd);
+        self.execute(vec![upsert], false).await?;
+        // One process writes this database, through the one writer: the total read after the
+        // commit holds this booking and any that committed with or after it.
+        sqlx::query_scalar::<_, f64>("SELECT usd FROM llm_spend WHERE day = ?1")
+            .bind(day)
+            .fetch_one(&self.read)
+            .await
+            .map_err(|e| db_error(&e))
+    }
 }

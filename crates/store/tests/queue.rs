@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
-    AttemptEnd, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, ManualClock,
-    NewJob, StageTimings, Store, StoreError, Threads,
+    AttemptEnd, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobSource, JobState, Ledger,
+    ManualClock, NewJob, StageTimings, Store, StoreError, Threads,
 };
 use aiops_store::{PgStore, SqliteStore, StoreConfig};
 use sqlx::Connection;
@@ -34,6 +34,7 @@ enum Place {
 struct Harness {
     store: Arc<dyn Store>,
     threads: Arc<dyn Threads>,
+    ledger: Arc<dyn Ledger>,
     clock: Arc<ManualClock>,
     config: StoreConfig,
     place: Place,
@@ -95,6 +96,7 @@ async fn harness(backend: Backend, config: StoreConfig) -> Harness {
     Harness {
         store: opened.store,
         threads: opened.threads,
+        ledger: opened.ledger,
         clock,
         config,
         place,
@@ -141,17 +143,19 @@ impl Harness {
         let Harness {
             store,
             threads,
+            ledger,
             clock,
             config,
             place,
         } = self;
-        drop((store, threads));
+        drop((store, threads, ledger));
         // Let the closed store's tasks and connections go.
         tokio::task::yield_now().await;
         let opened = open(&place, &config, clock.clone()).await;
         Harness {
             store: opened.store,
             threads: opened.threads,
+            ledger: opened.ledger,
             clock,
             config,
             place,
@@ -730,6 +734,33 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
     assert_ne!(stored, a);
 }
 
+async fn the_llm_spend_adds_up_per_day_across_bookings_and_reopening(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
+    let day = 20_429;
+    // Concurrent bookings (workers, replicas) each read back a total that holds their own.
+    let bookings: Vec<_> = (0..8)
+        .map(|_| {
+            let ledger = h.ledger.clone();
+            tokio::spawn(async move { ledger.book(day, 0.25).await })
+        })
+        .collect();
+    let mut totals = Vec::new();
+    for booking in bookings {
+        totals.push(booking.await.expect("joined").expect("book"));
+    }
+    totals.sort_by(f64::total_cmp);
+    assert!((totals[7] - 2.0).abs() < 1e-9, "{totals:?}");
+    assert!(totals.iter().all(|t| *t >= 0.25 - 1e-9), "{totals:?}");
+    // A refusal gives its booking back; the next day starts at nothing.
+    assert!((h.ledger.book(day, -0.5).await.expect("book") - 1.5).abs() < 1e-9);
+    assert!((h.ledger.book(day + 1, 0.1).await.expect("book") - 0.1).abs() < 1e-9);
+    let h = h.reopen().await;
+    assert!(
+        (h.ledger.book(day, 0.0).await.expect("read") - 1.5).abs() < 1e-9,
+        "a restart does not reset the day's spend"
+    );
+}
+
 /// Runs each behaviour on both backends.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -765,4 +796,5 @@ on_every_backend!(
     counts_report_age_and_recent_finishes,
     purging_removes_expired_dedup_keys_and_old_history_only,
     the_first_thread_of_a_group_wins_and_survives_reopening,
+    the_llm_spend_adds_up_per_day_across_bookings_and_reopening,
 );
