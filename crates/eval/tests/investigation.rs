@@ -223,6 +223,14 @@ async fn malformed_arguments_and_repeats_come_back_as_errors_the_model_reads() {
                 ("promql_instant", r#"{"query": "redis_up"}"#),
                 ("promql_instant", r#"{"query":  "redis_up" }"#),
                 ("drop_table", "{}"),
+                (
+                    "logql",
+                    r#"{"query": "{container=\"redis\"}", "minutes_before": 60}"#,
+                ),
+                (
+                    "logql",
+                    r#"{"query": "{container=\"redis\"}", "minutes_before": 20, "minutes_after": 0}"#,
+                ),
             ]),
             answer("tool-2"),
         ],
@@ -238,6 +246,12 @@ async fn malformed_arguments_and_repeats_come_back_as_errors_the_model_reads() {
     assert!(results[1].contains("\"id\":\"tool-2\""), "{}", results[1]);
     assert!(results[2].contains("already called"), "{}", results[2]);
     assert!(results[3].contains("there is no tool"), "{}", results[3]);
+    assert!(results[4].contains("\"id\":\"tool-5\""), "{}", results[4]);
+    assert!(
+        results[5].contains("already called") && results[5].contains("a window that holds"),
+        "a narrower window asks nothing new: {}",
+        results[5]
+    );
     let errors = run
         .analysis
         .analyzer
@@ -245,7 +259,7 @@ async fn malformed_arguments_and_repeats_come_back_as_errors_the_model_reads() {
         .iter()
         .filter(|c| c.error.is_some())
         .count();
-    assert_eq!(errors, 3);
+    assert_eq!(errors, 4);
     assert!(!run.analysis.analyzer.fallback);
 }
 

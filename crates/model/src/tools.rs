@@ -284,9 +284,90 @@ pub trait Investigator: Send + Sync + std::fmt::Debug {
     ) -> Result<Evidence, String>;
 }
 
+impl ToolCall {
+    /// Whether this call asks for nothing `earlier` did not answer already: the same tool and
+    /// query or selector (whitespace aside), over a window within the earlier one's. A model that
+    /// asks again with a narrower window, or reformatted, is told its result is above.
+    #[must_use]
+    pub fn repeats(&self, earlier: &ToolCall) -> bool {
+        let same = |a: &str, b: &str| {
+            a.chars()
+                .filter(|c| !c.is_whitespace())
+                .eq(b.chars().filter(|c| !c.is_whitespace()))
+        };
+        match (self, earlier) {
+            (
+                Self::PromqlRange {
+                    query: q,
+                    minutes_before: b,
+                    minutes_after: a,
+                },
+                Self::PromqlRange {
+                    query: eq,
+                    minutes_before: eb,
+                    minutes_after: ea,
+                },
+            )
+            | (
+                Self::Logql {
+                    query: q,
+                    minutes_before: b,
+                    minutes_after: a,
+                },
+                Self::Logql {
+                    query: eq,
+                    minutes_before: eb,
+                    minutes_after: ea,
+                },
+            ) => same(q, eq) && b <= eb && a <= ea,
+            (Self::PromqlInstant { query: q }, Self::PromqlInstant { query: eq }) => same(q, eq),
+            (Self::MetricNames { selector: s }, Self::MetricNames { selector: es }) => same(s, es),
+            (
+                Self::LabelValues { label, selector },
+                Self::LabelValues {
+                    label: el,
+                    selector: es,
+                },
+            ) => label == el && same(selector, es),
+            (Self::LokiLabels, Self::LokiLabels) => true,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeat_is_the_same_ask_reformatted_or_within_the_earlier_window() {
+        let range = |q: &str, b: u32, a: u32| ToolCall::PromqlRange {
+            query: q.into(),
+            minutes_before: b,
+            minutes_after: a,
+        };
+        let earlier = range("rate(x[5m])", 60, 5);
+        assert!(range("rate( x[5m] )", 60, 5).repeats(&earlier));
+        assert!(range("rate(x[5m])", 30, 0).repeats(&earlier), "narrower");
+        assert!(
+            !range("rate(x[5m])", 120, 5).repeats(&earlier),
+            "wider asks more"
+        );
+        assert!(!range("rate(y[5m])", 30, 5).repeats(&earlier));
+        let logs = ToolCall::Logql {
+            query: "rate(x[5m])".into(),
+            minutes_before: 30,
+            minutes_after: 0,
+        };
+        assert!(!logs.repeats(&earlier), "another tool");
+        let values = |l: &str| ToolCall::LabelValues {
+            label: l.into(),
+            selector: "up".into(),
+        };
+        assert!(values("job").repeats(&values("job")));
+        assert!(!values("instance").repeats(&values("job")));
+        assert!(ToolCall::LokiLabels.repeats(&ToolCall::LokiLabels));
+    }
 
     #[test]
     fn calls_are_parsed_and_a_wrong_one_says_what_to_fix() {

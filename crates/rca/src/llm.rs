@@ -366,8 +366,9 @@ impl LlmAnalyzer {
                 self.config.max_tool_calls
             )),
             Err(e) => Err(e),
-            Ok(parsed) if asked.iter().any(|a| same_call(a, &parsed)) => Err(format!(
-                "refused: {} was already called with these arguments; its result is above",
+            Ok(parsed) if asked.iter().any(|a| parsed.repeats(a)) => Err(format!(
+                "refused: {} was already called with these arguments (or a window that holds \
+                 this one); its result is above",
                 parsed.name()
             )),
             Ok(parsed) => {
@@ -667,18 +668,6 @@ fn budget_of(reason: &str) -> Option<&'static str> {
     } else {
         "rounds"
     })
-}
-
-/// Whether two calls ask the same: the same tool and arguments, whitespace aside.
-fn same_call(a: &ToolCall, b: &ToolCall) -> bool {
-    let squeeze = |c: &ToolCall| {
-        serde_json::to_string(c)
-            .unwrap_or_default()
-            .chars()
-            .filter(|ch| !ch.is_whitespace())
-            .collect::<String>()
-    };
-    squeeze(a) == squeeze(b)
 }
 
 #[async_trait]
