@@ -3,7 +3,8 @@
 # unused dependency), then unit, crate integration, real-component and end-to-end tests.
 # Installs what the tests need when it is missing: the Debian packages of Prometheus, Alertmanager
 # and node-exporter, docker-compose (which validates docker-compose.yml; no Docker engine is
-# needed), curl, python3 (the eval's data generators) and PostgreSQL, with apt-get, as root or through sudo. Starts PostgreSQL's cluster
+# needed), curl, python3 (the eval's data generators), chromium (the analysis page, headless) and
+# PostgreSQL, with apt-get, as root or through sudo. Starts PostgreSQL's cluster
 # (pg_ctlcluster) when it is down and gives the tests a role; each test makes its own database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ missing=()
 for pair in prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
             prometheus-node-exporter:prometheus-node-exporter promtool:prometheus \
             amtool:prometheus-alertmanager docker-compose:docker-compose curl:curl \
-            python3:python3; do
+            python3:python3 chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)

@@ -4,12 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_context::Gatherer;
-use aiops_ingest::AppState;
+use aiops_ingest::{AppState, Interactions};
 use aiops_model::{
-    Analyzer, Clock, ContextSource, Ledger, Metrics, Notifier, StoreError, SystemClock, Thread,
-    Threads,
+    Analyzer, Clock, ContextSource, Ledger, Metrics, Notifier, Silencer, StoreError, SystemClock,
+    Thread, Threads,
 };
-use aiops_notify::{FileNotifier, Filtered, Links, SlackNotifier, StdoutNotifier, WebhookNotifier};
+use aiops_notify::{
+    AlertmanagerClient, FileNotifier, Filtered, HtmlPage, Links, SlackNotifier, StdoutNotifier,
+    WebhookNotifier,
+};
 use aiops_rca::{LlmAnalyzer, RulesAnalyzer};
 use aiops_worker::{Stages, Worker};
 use anyhow::Context as _;
@@ -47,6 +50,7 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
         },
         ..config.clone()
     };
+    interactions(&config).context("invalid [alertmanager] or slack.signing_secret")?;
     stages(&config, Arc::new(Unopened), Arc::new(Unopened)).map(drop)
 }
 
@@ -164,6 +168,7 @@ pub fn links(config: &Config) -> Links {
         aiops_url: config.notify.public_url.clone(),
         grafana_url: config.grafana.url.clone(),
         grafana_datasource: config.grafana.prometheus_datasource.clone(),
+        interactive: config.slack.signing_secret.is_some(),
     }
 }
 
@@ -195,19 +200,44 @@ fn slack(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Option<Sl
     Ok(Some(sink))
 }
 
-/// Runs the daemon until SIGTERM or Ctrl-C: the API stops accepting, then running jobs get the grace
-/// period.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let metrics = Arc::new(Metrics::new());
-    let backend = aiops_store::open(&config.store, clock.clone())
+/// Slack's interactivity endpoint, when `slack.signing_secret` is set; silences go to
+/// `alertmanager.url`.
+fn interactions(config: &Config) -> anyhow::Result<Option<Arc<Interactions>>> {
+    let silencer = AlertmanagerClient::new(&config.alertmanager)
+        .map_err(anyhow::Error::msg)?
+        .map(|c| Arc::new(c) as Arc<dyn Silencer>);
+    let Some(secret) = &config.slack.signing_secret else {
+        return Ok(None);
+    };
+    if silencer.is_none() {
+        tracing::info!("alertmanager.url is empty: the Silence buttons will say so");
+    }
+    let interactions = Interactions::new(secret.clone(), silencer, &config.notify.public_url)
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(interactions)))
+}
+
+/// Opens the configured store (and runs its migrations).
+pub async fn open_store(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<aiops_store::Backend> {
+    aiops_store::open(&config.store, clock)
         .await
         .with_context(|| {
             format!(
                 "cannot open the store at {}",
                 aiops_store::redact_url(&config.store.url)
             )
-        })?;
+        })
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C: the API stops accepting, then running jobs get the grace
+/// period.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::new());
+    let backend = open_store(&config, clock.clone()).await?;
     let stages = stages(&config, backend.threads, backend.ledger)?;
     let store = backend.store;
     let worker = Arc::new(Worker::new(
@@ -226,6 +256,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock,
         auth: config.server.auth(),
         config: Arc::new(config.server.clone()),
+        interactions: interactions(&config)?,
+        page: Some(Arc::new(HtmlPage::new(links(&config)))),
     };
     tracing::info!(%addr, auth = state.auth.is_enabled(), "listening");
 

@@ -69,6 +69,10 @@ enum Command {
         /// Exit non-zero when the share of analyses naming the culprit falls below this (0 to 1).
         #[arg(long, default_value_t = 0.0)]
         min_culprit: f64,
+        /// Instead of running the suite, write every analysis an on-call judged (Slack's Right /
+        /// Wrong) from the configured store into this folder as a scenario skeleton.
+        #[arg(long, value_name = "DIR")]
+        export_feedback: Option<PathBuf>,
     },
     /// Test the configured LLM endpoint before alerts depend on it: reachable, JSON output, tool
     /// calling, context length, two canned analyses, tokens per second; print which `llm.tools`
@@ -118,7 +122,15 @@ pub fn main() -> anyhow::Result<()> {
             min_recall,
             min_category,
             min_culprit,
+            export_feedback,
         } => {
+            if let Some(out) = export_feedback {
+                telemetry::init(&crate::config::LogConfig {
+                    level: "error".into(),
+                    ..config.log.clone()
+                })?;
+                return runtime()?.block_on(crate::export::export_feedback(&config, &out));
+            }
             // The suite's own lines are the output; the stages' logs only at `error` unless asked.
             let log = crate::config::LogConfig {
                 level: "error".into(),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aiops_context::{ContextConfig, LokiConfig, PrometheusConfig};
 use aiops_ingest::ServerConfig;
-use aiops_notify::{GrafanaConfig, NotifyConfig, SlackConfig, WebhookConfig};
+use aiops_notify::{AlertmanagerConfig, GrafanaConfig, NotifyConfig, SlackConfig, WebhookConfig};
 use aiops_rca::{LlmConfig, RulesConfig};
 use aiops_store::StoreConfig;
 use aiops_worker::WorkerConfig;
@@ -42,6 +42,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub grafana: GrafanaConfig,
+    #[serde(default)]
+    pub alertmanager: AlertmanagerConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -135,6 +137,13 @@ impl Config {
             &mut slack.bot_token,
             slack.bot_token_file.as_deref(),
         ))?;
+        slack.signing_secret = non_empty(slack.signing_secret.take());
+        check(resolve_file(
+            "slack.signing_secret",
+            &mut slack.signing_secret,
+            slack.signing_secret_file.as_deref(),
+        ))?;
+        self.alertmanager.authorization = non_empty(self.alertmanager.authorization.take());
         check(self.slack.validate())?;
         self.webhook.url = non_empty(self.webhook.url.take());
         self.webhook.authorization = non_empty(self.webhook.authorization.take());

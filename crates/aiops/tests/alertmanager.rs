@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Proc, free_port};
+use common::{Daemon, Proc};
 use serde_json::Value;
 
 fn start_alertmanager(
@@ -21,22 +21,7 @@ fn start_alertmanager(
          credentials_file: {}\n",
         token_file.display()
     );
-    let config_file = dir.join("alertmanager.yml");
-    std::fs::write(&config_file, config).expect("write config");
-    let port = free_port();
-    let args = vec![
-        format!("--config.file={}", config_file.display()),
-        format!("--storage.path={}", dir.join("am-data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--cluster.listen-address=".to_owned(),
-    ];
-    let am = Proc::spawn(
-        "prometheus-alertmanager",
-        &args,
-        dir,
-        "prometheus-alertmanager",
-    );
-    (am, format!("http://127.0.0.1:{port}"))
+    common::alertmanager(dir, &config)
 }
 
 async fn post_alert(client: &reqwest::Client, am: &str, alert: Value) {

@@ -114,7 +114,9 @@ async fn fake_loki() -> MockServer {
     loki
 }
 
-/// The fake of Slack's Web API: `chat.postMessage` answers ok with the channel's id and a new ts.
+/// The fake of Slack's Web API: `chat.postMessage` answers ok with the channel's id and a new ts;
+/// `chat.update` answers ok for a message it posted (by channel id and ts), else
+/// `message_not_found`.
 async fn fake_slack() -> MockServer {
     let slack = MockServer::start().await;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(100));
@@ -127,6 +129,22 @@ async fn fake_slack() -> MockServer {
                 "ok": true, "channel": "C0E2E", "ts": ts,
                 "message": {"type": "message", "ts": ts},
             }))
+        })
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let posted = body["channel"] == "C0E2E"
+                && body["ts"]
+                    .as_str()
+                    .is_some_and(|ts| ts.starts_with("1700000000."));
+            ResponseTemplate::new(200).set_body_json(match posted {
+                true => json!({"ok": true, "channel": body["channel"], "ts": body["ts"],
+                               "text": body["text"]}),
+                false => json!({"ok": false, "error": "message_not_found"}),
+            })
         })
         .mount(&slack)
         .await;
@@ -316,18 +334,33 @@ async fn run() {
         aiops.stderr.as_path(),
     ];
 
-    // The rule fires, Alertmanager posts, aiops analyzes and posts to Slack.
-    let sent = wait_for_messages(&slack, 1, Duration::from_secs(40), &logs).await;
-    let firing = &sent[0];
-    assert_eq!(firing["channel"], "#incidents");
-    assert!(firing.get("thread_ts").is_none(), "{firing}");
-    let header = firing["blocks"][0]["text"]["text"]
-        .as_str()
-        .unwrap_or_default();
+    // The rule fires, Alertmanager posts; aiops posts a first look as soon as the evidence is in,
+    // then the analysis replaces it in place.
+    let sent = wait_for_messages(&slack, 2, Duration::from_secs(40), &logs).await;
+    let first_look = &sent[0];
+    assert_eq!(first_look["channel"], "#incidents");
+    assert!(first_look.get("thread_ts").is_none(), "{first_look}");
     assert!(
-        header.contains("CheckoutErrorRatioHigh") && header.contains("critical"),
-        "{header}"
+        first_look["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("the analysis is running")),
+        "{first_look}"
     );
+    let firing = &sent[1];
+    assert_eq!(
+        (firing["channel"].as_str(), firing["ts"].as_str()),
+        (Some("C0E2E"), Some("1700000000.000100")),
+        "chat.update of the first look: {firing}"
+    );
+    for message in [first_look, firing] {
+        let header = message["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            header.contains("CheckoutErrorRatioHigh") && header.contains("critical"),
+            "{header}"
+        );
+    }
 
     // The LLM saw the rule's own expression and the real series' value from Prometheus, and the
     // log line from Loki; never a secret.
@@ -381,8 +414,8 @@ async fn run() {
 
     // The condition clears: the resolution arrives in the incident's thread.
     set_ratio(&textfiles, 0.01);
-    let sent = wait_for_messages(&slack, 2, Duration::from_secs(30), &logs).await;
-    let resolution = &sent[1];
+    let sent = wait_for_messages(&slack, 3, Duration::from_secs(30), &logs).await;
+    let resolution = &sent[2];
     assert_eq!(resolution["thread_ts"], "1700000000.000100", "{resolution}");
     assert_eq!(resolution["channel"], "C0E2E");
     let header = resolution["blocks"][0]["text"]["text"]
@@ -398,10 +431,10 @@ async fn run() {
         "no LLM call for a resolution"
     );
 
-    // Nothing more for the group: exactly one firing message and one resolution.
+    // Nothing more for the group: one firing message (posted, then updated) and one resolution.
     let status = aiops.drain(Duration::from_secs(10)).await;
     assert_eq!(status["dead"], 0, "{status}");
-    assert_eq!(json_bodies(&slack).await.len(), 2);
+    assert_eq!(json_bodies(&slack).await.len(), 3);
     let metrics = aiops.metrics().await;
     assert!(
         metrics.contains("aiops_webhook_requests_total{result=\"accepted\"} 2"),

@@ -145,7 +145,28 @@ pub async fn analysis(
     let not_found = || ApiError::NotFound(format!("no analysis with id {id:?}"));
     let job_id: JobId = id.parse().map_err(|_| not_found())?;
     let record = state.store.get(job_id).await?.ok_or_else(not_found)?;
+    if let Some(page) = state.page.as_ref().filter(|_| wants_html(&req)) {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(page.render(&record)));
+    }
     Ok(HttpResponse::Ok().json(record))
+}
+
+/// Whether the client prefers HTML: `text/html` is in `Accept` before any JSON type (browsers);
+/// `*/*` alone (curl) and `application/json` get JSON.
+fn wants_html(req: &HttpRequest) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match (accept.find("text/html"), accept.find("json")) {
+        (Some(html), Some(json)) => html < json,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -205,7 +226,7 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
 /// `server.request_timeout_secs`. Nothing is read when a check fails. Callers authorize first.
 async fn read_json_body(
     req: &HttpRequest,
-    mut body: web::Payload,
+    body: web::Payload,
     state: &AppState,
 ) -> Result<web::Bytes, ApiError> {
     let content_type = req
@@ -217,6 +238,15 @@ async fn read_json_body(
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType(content_type.to_owned()));
     }
+    read_body(req, body, state).await
+}
+
+/// The request's body, within `server.max_body_bytes` and `server.request_timeout_secs`.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    state: &AppState,
+) -> Result<web::Bytes, ApiError> {
     let limit = state.config.max_body_bytes;
     let declared = req
         .headers()

@@ -6,11 +6,13 @@
 //! - `handlers`: one function per route.
 //! - `auth`: bearer and basic auth for the routes that write or expose alert data.
 //! - `error`: [`ApiError`], mapped to a status and a `{"error", "detail"}` body.
+//! - `slack`: `POST /slack/interactions`, Slack's signed button presses ([`Interactions`]).
 #![forbid(unsafe_code)]
 
 mod auth;
 mod error;
 mod handlers;
+mod slack;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -21,12 +23,13 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, web};
 use aiops_model::secret::serialize_masked;
-use aiops_model::{Clock, Metrics, Store};
+use aiops_model::{AnalysisPage, Clock, Metrics, Store};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use auth::Auth;
 pub use error::{ApiError, ErrorBody};
+pub use slack::Interactions;
 
 /// The `[server]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +150,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub auth: Auth,
     pub config: Arc<ServerConfig>,
+    /// `POST /slack/interactions`, when `slack.signing_secret` is set.
+    pub interactions: Option<Arc<Interactions>>,
+    /// The HTML page of `GET /analyses/{id}` for a browser; none: JSON only.
+    pub page: Option<Arc<dyn AnalysisPage>>,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets requests in
@@ -192,6 +199,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/webhook/alerts").post(handlers::webhook))
         .service(resource("/analyze").post(handlers::analyze))
         .service(resource("/analyses/{id}").get(handlers::analysis))
+        .service(resource("/slack/interactions").post(slack::interactions))
         .service(resource("/queue/status").get(handlers::queue_status))
         .service(resource("/health").get(handlers::health))
         .service(resource("/ready").get(handlers::ready))

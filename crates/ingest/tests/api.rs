@@ -58,6 +58,8 @@ fn serve(
         clock: Arc::new(SystemClock),
         auth: server.auth(),
         config: Arc::new(server),
+        interactions: None,
+        page: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -556,6 +558,16 @@ impl Store for DownStore {
     }
     async fn wait_for_work(&self, max: Duration) {
         tokio::time::sleep(max).await;
+    }
+    async fn add_feedback(
+        &self,
+        _: aiops_model::JobId,
+        _: &aiops_model::Feedback,
+    ) -> Result<(), aiops_model::StoreError> {
+        down()
+    }
+    async fn judged(&self, _: u32) -> Result<Vec<aiops_model::JobId>, aiops_model::StoreError> {
+        down()
     }
 }
 

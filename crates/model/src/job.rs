@@ -202,6 +202,9 @@ pub struct JobRecord {
     pub timings: StageTimings,
     pub analysis: Option<Analysis>,
     pub deliveries: Vec<DeliveryRecord>,
+    /// What on-call engineers said about the analysis (Slack's Right / Wrong buttons), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<Feedback>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -211,6 +214,42 @@ pub struct JobRecord {
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
     pub payload: serde_json::Value,
+}
+
+/// An on-call engineer's verdict on an analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Right,
+    Wrong,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Right => "right",
+            Self::Wrong => "wrong",
+        }
+    }
+
+    /// The verdict a stored name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "right" => Some(Self::Right),
+            "wrong" => Some(Self::Wrong),
+            _ => None,
+        }
+    }
+}
+
+/// One verdict: who gave it, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub verdict: Verdict,
+    /// The Slack user's name.
+    pub user: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// Queue counts for `/queue/status` and `/metrics`.

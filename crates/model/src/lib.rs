@@ -37,13 +37,13 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
 pub use facts::{ChangeKind, Fact, Finding, Resource, Symptom};
 pub use job::{
-    ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobSource, JobState,
-    NewJob, QueueCounts, RECENT_DEAD, StageTimings,
+    ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord, JobSource,
+    JobState, NewJob, QueueCounts, RECENT_DEAD, StageTimings, Verdict,
 };
 pub use metrics::Metrics;
 pub use ports::{
-    Analyzer, AttemptEnd, ContextSource, Ledger, Notification, Notifier, StageError, Store,
-    StoreError, Thread, Threads,
+    AnalysisPage, Analyzer, AttemptEnd, ContextSource, Ledger, Notification, Notifier,
+    SilenceRequest, Silencer, StageError, Store, StoreError, Thread, Threads, first_look_sink,
 };
 pub use retry::RetryAfter;
 pub use tools::{Investigator, ToolCall};

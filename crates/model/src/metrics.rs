@@ -46,6 +46,23 @@ pub struct Metrics {
     pub budget_exhausted: Family<BudgetLabel, Counter>,
     /// Model turns (completions) per LLM analysis, the repair round included.
     pub llm_rounds: Histogram,
+    pub feedback: Family<VerdictLabel, Counter>,
+    pub interactions: Family<InteractionLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// `right` or `wrong`.
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InteractionLabel {
+    /// `silence_1h`, `silence_4h`, `feedback_right`, `feedback_wrong`, `reanalyze`, or `refused`
+    /// (a bad signature, a stale or replayed request).
+    pub action: &'static str,
+    /// `ok`, `failed` or `unauthorized`.
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -176,7 +193,21 @@ impl Metrics {
             "Model turns (completions) per LLM analysis, tool rounds and the repair round included",
             llm_rounds.clone(),
         );
+        let feedback = Family::<VerdictLabel, Counter>::default();
+        registry.register(
+            "feedback",
+            "Verdicts on analyses from Slack's Right / Wrong buttons",
+            feedback.clone(),
+        );
+        let interactions = Family::<InteractionLabel, Counter>::default();
+        registry.register(
+            "slack_interactions",
+            "Slack button presses by action and result (ok, failed, unauthorized)",
+            interactions.clone(),
+        );
         let metrics = Self {
+            feedback,
+            interactions,
             llm_rounds,
             registry,
             tool_calls,
@@ -226,6 +257,9 @@ impl Metrics {
         }
         for kind in ["prompt", "completion"] {
             let _ = self.llm_tokens.get_or_create(&KindLabel { kind });
+        }
+        for verdict in ["right", "wrong"] {
+            let _ = self.feedback.get_or_create(&VerdictLabel { verdict });
         }
         for budget in [
             "tool_calls",
@@ -306,6 +340,22 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a verdict from Slack.
+    pub fn feedback(&self, verdict: crate::Verdict) {
+        self.feedback
+            .get_or_create(&VerdictLabel {
+                verdict: verdict.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts a Slack button press.
+    pub fn interaction(&self, action: &'static str, result: &'static str) {
+        self.interactions
+            .get_or_create(&InteractionLabel { action, result })
+            .inc();
     }
 
     pub fn webhook(&self, result: &'static str) {

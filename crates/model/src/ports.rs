@@ -9,7 +9,8 @@ use crate::alertmanager::WebhookPayload;
 use crate::analysis::Analysis;
 use crate::context::Context;
 use crate::job::{
-    ClaimedJob, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, NewJob, QueueCounts, StageTimings,
+    ClaimedJob, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord, NewJob, QueueCounts,
+    StageTimings,
 };
 
 /// Why the store could not do what was asked.
@@ -30,6 +31,9 @@ pub enum StoreError {
     /// A stored row could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// No job has this id (never made, or purged past retention).
+    #[error("no job {0}")]
+    NotFound(JobId),
 }
 
 impl StoreError {
@@ -80,6 +84,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn purge_expired(&self) -> Result<(), StoreError>;
     /// Waits until a job may have become due, or `max` passed.
     async fn wait_for_work(&self, max: Duration);
+    /// Records an on-call engineer's verdict on a job's analysis. Not lease-guarded: anyone may
+    /// judge any analysis, finished or not. [`StoreError::NotFound`] when there is no such job.
+    async fn add_feedback(&self, id: JobId, feedback: &Feedback) -> Result<(), StoreError>;
+    /// The jobs that got feedback, the most recently judged first, at most `limit`.
+    async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError>;
+}
+
+/// Renders a job as the page a person reads (`GET /analyses/{id}` with `Accept: text/html`).
+pub trait AnalysisPage: Send + Sync + std::fmt::Debug {
+    fn render(&self, job: &JobRecord) -> String;
+}
+
+/// A silence to create in Alertmanager: equality matchers, the time it holds, who and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceRequest {
+    pub matchers: Vec<(String, String)>,
+    pub starts_at: time::OffsetDateTime,
+    pub ends_at: time::OffsetDateTime,
+    pub created_by: String,
+    pub comment: String,
+}
+
+/// Creates silences (Alertmanager's API v2); the Slack Silence buttons use it.
+#[async_trait]
+pub trait Silencer: Send + Sync + std::fmt::Debug {
+    /// Creates the silence; answers its id.
+    async fn silence(&self, request: &SilenceRequest) -> Result<String, StageError>;
 }
 
 /// The messages sinks started for alert groups (a Slack incident thread), which later notifications
@@ -161,6 +192,11 @@ pub trait Analyzer: Send + Sync + std::fmt::Debug {
         payload: &WebhookPayload,
         context: &Context,
     ) -> Result<Analysis, StageError>;
+    /// Whether an answer may take long (a model): sinks that can edit a message then post a first
+    /// look as soon as the evidence is in. The rule-based analyzer answers at once.
+    fn is_slow(&self) -> bool {
+        false
+    }
 }
 
 /// What a sink delivers: a firing group with its analysis, or a resolution (no analysis).
@@ -187,4 +223,30 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     /// Delivers once. Returns what later deliveries need (such as a Slack `ts`), if anything.
     async fn deliver(&self, notification: Notification<'_>) -> Result<Option<String>, StageError>;
+    /// A first look while a slow analysis runs: the alert with the top findings and evidence, to be
+    /// completed in place by [`Notifier::deliver_after`]. Answers what locates the message, or
+    /// none when the sink cannot edit what it posted (it then posts once, the analysis).
+    async fn first_look(
+        &self,
+        job_id: JobId,
+        payload: &WebhookPayload,
+        context: &Context,
+    ) -> Result<Option<String>, StageError> {
+        let _ = (job_id, payload, context);
+        Ok(None)
+    }
+    /// Delivers the notification in place of the first look `first_look` located, if any.
+    async fn deliver_after(
+        &self,
+        notification: Notification<'_>,
+        first_look: Option<&str>,
+    ) -> Result<Option<String>, StageError> {
+        let _ = first_look;
+        self.deliver(notification).await
+    }
+}
+
+/// The delivery record name of a sink's first look.
+pub fn first_look_sink(sink: &str) -> String {
+    format!("{sink}#first-look")
 }

@@ -2,7 +2,7 @@
 //! matter (the seed design's "critical alerts only", by configuration); every job is still stored,
 //! analyzed and visible in the history, and the local sinks (stdout, file) still get it.
 
-use aiops_model::{Notification, Notifier, StageError, WebhookPayload};
+use aiops_model::{Context, JobId, Notification, Notifier, StageError, WebhookPayload};
 use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -101,5 +101,28 @@ impl<N: Notifier> Notifier for Filtered<N> {
             return Ok(Some("filtered".into()));
         }
         self.inner.deliver(notification).await
+    }
+
+    async fn first_look(
+        &self,
+        job_id: JobId,
+        payload: &WebhookPayload,
+        context: &Context,
+    ) -> Result<Option<String>, StageError> {
+        match self.allows(payload) {
+            true => self.inner.first_look(job_id, payload, context).await,
+            false => Ok(None),
+        }
+    }
+
+    async fn deliver_after(
+        &self,
+        notification: Notification<'_>,
+        first_look: Option<&str>,
+    ) -> Result<Option<String>, StageError> {
+        if !self.allows(notification.payload) {
+            return Ok(Some("filtered".into()));
+        }
+        self.inner.deliver_after(notification, first_look).await
     }
 }

@@ -10,13 +10,18 @@
 //! - [`SlackNotifier`] (`slack`): Block Kit messages by incoming webhook, or by bot token with one
 //!   thread per incident.
 //! - [`Filtered`] (`filter`): what gets notified remotely, by severity, alert name and labels.
+//! - [`AlertmanagerClient`] (`alertmanager`): silences through Alertmanager's API v2, for the
+//!   Slack Silence buttons; [`AlertmanagerConfig`] is the `[alertmanager]` section.
+//! - [`HtmlPage`] (`page`): the analysis page a browser gets from `GET /analyses/{id}`.
 //! - `http`: POSTs with retries on 429 (honouring `Retry-After`), 5xx and timeouts.
 #![forbid(unsafe_code)]
 
+mod alertmanager;
 mod document;
 mod file;
 pub mod filter;
 mod http;
+mod page;
 pub mod slack;
 mod stdout;
 mod webhook;
@@ -27,9 +32,11 @@ use aiops_model::secret::serialize_masked;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+pub use alertmanager::{AlertmanagerClient, AlertmanagerConfig};
 pub use document::Document;
 pub use file::FileNotifier;
 pub use filter::{Filter, Filtered};
+pub use page::HtmlPage;
 pub use slack::{Links, Route, SlackNotifier};
 pub use stdout::{StdoutFormat, StdoutNotifier};
 pub use webhook::WebhookNotifier;
@@ -131,6 +138,12 @@ pub struct SlackConfig {
     /// Retries of a request that got 429, a 5xx or no answer in time.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// The Slack app's signing secret (Basic Information → App Credentials). Set, the messages get
+    /// buttons and `POST /slack/interactions` takes their presses, each verified with it. Secret.
+    #[serde(default, serialize_with = "serialize_masked")]
+    pub signing_secret: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_file: Option<std::path::PathBuf>,
 }
 
 /// The `[grafana]` section: where Explore links point.
@@ -178,6 +191,8 @@ impl Default for SlackConfig {
             api_url: default_slack_api(),
             timeout_secs: default_timeout_secs(),
             max_retries: default_retries(),
+            signing_secret: None,
+            signing_secret_file: None,
         }
     }
 }

@@ -51,6 +51,8 @@ fn links() -> Links {
         aiops_url: "https://aiops.example.com".into(),
         grafana_url: "https://grafana.example.com".into(),
         grafana_datasource: "prom-uid".into(),
+        // The buttons are part of every message these tests make Slack's fake validate.
+        interactive: true,
     }
 }
 
@@ -134,6 +136,32 @@ fn slack_violations(body: &Value) -> Vec<String> {
                 }
             }
             Some("divider") => {}
+            // Slack's limits: at most 25 elements; a button's text plain_text of at most 75
+            // characters, its action_id at most 255 and unique in the message, its value at
+            // most 2,000.
+            Some("actions") => {
+                let elements = b["elements"].as_array().cloned().unwrap_or_default();
+                let mut ids = std::collections::HashSet::new();
+                if elements.is_empty() || elements.len() > 25 {
+                    bad.push("actions elements".to_owned());
+                }
+                for e in &elements {
+                    let text = e["text"]["text"].as_str().unwrap_or("");
+                    let id = e["action_id"].as_str().unwrap_or("");
+                    let value = e["value"].as_str().unwrap_or("");
+                    if e["type"] != "button"
+                        || e["text"]["type"] != "plain_text"
+                        || text.is_empty()
+                        || chars(text) > 75
+                        || id.is_empty()
+                        || chars(id) > 255
+                        || !ids.insert(id.to_owned())
+                        || chars(value) > 2000
+                    {
+                        bad.push(format!("button {e}"));
+                    }
+                }
+            }
             other => bad.push(format!("unknown block type {other:?}")),
         }
     }
@@ -153,7 +181,8 @@ struct FakeSlack {
 
 impl Respond for FakeSlack {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let api = request.url.path().ends_with("/chat.postMessage");
+        let update = request.url.path().ends_with("/chat.update");
+        let api = request.url.path().ends_with("/chat.postMessage") || update;
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             return match api {
                 true => ResponseTemplate::new(200)
@@ -177,10 +206,28 @@ impl Respond for FakeSlack {
             _ if auth != Some(&format!("Bearer {BOT_TOKEN}")) => Some("invalid_auth"),
             _ if !violations.is_empty() => Some("invalid_blocks"),
             _ if body["channel"].as_str().is_none_or(str::is_empty) => Some("channel_not_found"),
+            // chat.update takes the channel's id and the ts of a message this fake posted.
+            _ if update
+                && (!body["channel"].as_str().is_some_and(|c| c.starts_with('C'))
+                    || !body["ts"].as_str().is_some_and(|ts| {
+                        ts.strip_prefix("1700000000.")
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|n| {
+                                n >= 100 && n < 100 + self.next_ts.load(Ordering::SeqCst)
+                            })
+                    })) =>
+            {
+                Some("message_not_found")
+            }
             _ => None,
         };
         if let Some(error) = error {
             return ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": error}));
+        }
+        if update {
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true, "channel": body["channel"], "ts": body["ts"], "text": body["text"],
+            }));
         }
         // Slack answers with the channel's id, whatever name was posted to.
         let channel = body["channel"].as_str().unwrap_or("");
@@ -1112,4 +1159,200 @@ async fn a_crash_after_slack_got_the_message_does_not_post_it_twice() {
     let mut sinks: Vec<&str> = record.deliveries.iter().map(|d| d.sink.as_str()).collect();
     sinks.sort_unstable();
     assert_eq!(sinks, ["slack", "webhook"]);
+}
+
+#[test]
+fn with_interactivity_an_analysis_carries_the_buttons_with_its_job_id() {
+    let payload = fixture("target-down-group-firing.json");
+    let analysis = analysis(&payload);
+    let job_id = JobId::new();
+    let message = |interactive: bool, analysis: Option<&Analysis>| {
+        aiops_notify::slack::blocks::message(
+            &Notification {
+                job_id,
+                payload: &payload,
+                analysis,
+            },
+            &Links {
+                interactive,
+                ..links()
+            },
+        )
+    };
+    let actions = |body: &Value| -> Vec<Value> {
+        all_blocks(body)
+            .into_iter()
+            .filter(|b| b["type"] == "actions")
+            .collect()
+    };
+    let with = message(true, Some(&analysis));
+    assert_eq!(slack_violations(&with), Vec::<String>::new());
+    let found = actions(&with);
+    assert_eq!(found.len(), 1, "{with}");
+    let buttons: Vec<(&str, &str)> = found[0]["elements"]
+        .as_array()
+        .expect("elements")
+        .iter()
+        .map(|b| {
+            (
+                b["action_id"].as_str().unwrap_or(""),
+                b["value"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let id = job_id.to_string();
+    assert_eq!(
+        buttons,
+        [
+            "silence_1h",
+            "silence_4h",
+            "feedback_right",
+            "feedback_wrong",
+            "reanalyze"
+        ]
+        .map(|a| (a, id.as_str()))
+    );
+    assert!(actions(&message(false, Some(&analysis))).is_empty());
+    assert!(
+        actions(&message(true, None)).is_empty(),
+        "a resolution has nothing to act on"
+    );
+}
+
+/// The rule-based answer after `delay`: a model's pace.
+#[derive(Debug)]
+struct Slow {
+    delay: Duration,
+}
+
+#[async_trait]
+impl aiops_model::Analyzer for Slow {
+    async fn analyze(
+        &self,
+        payload: &WebhookPayload,
+        context: &aiops_model::Context,
+    ) -> Result<Analysis, StageError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(aiops_rca::RulesAnalyzer::default().analyze_now(payload, context))
+    }
+    fn is_slow(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn bot_mode_posts_a_first_look_then_the_analysis_in_place() {
+    let server = fake_slack().await;
+    let dir = temp_store_dir();
+    let clock = clock();
+    let store = open_store(&dir, clock.clone()).await;
+    let threads: Arc<dyn Threads> = store.clone();
+    let slack: Arc<dyn Notifier> = Arc::new(bot_sink(&server, threads.clone(), vec![]));
+    let stages = Stages {
+        context: Arc::new(AlertsOnly),
+        analyzer: Arc::new(Slow {
+            delay: Duration::from_secs(3),
+        }),
+        notifiers: vec![slack],
+    };
+    let worker = Worker::new(
+        store.clone(),
+        stages,
+        Arc::new(Metrics::new()),
+        clock.clone(),
+        WorkerConfig::default(),
+    );
+    let id = enqueue(&store, "target-down-group-firing.json").await;
+    let started = Instant::now();
+    let run = tokio::spawn(async move { worker.process_one().await });
+    // The first look is in Slack while the analysis still runs (bounded wait).
+    let mut first = Vec::new();
+    while first.is_empty() && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first = server.received_requests().await.unwrap_or_default();
+    }
+    assert_eq!(first.len(), 1, "one post before the analysis");
+    assert!(!run.is_finished(), "the analysis is still running");
+    assert!(first[0].url.path().ends_with("/chat.postMessage"));
+    let card: Value = serde_json::from_slice(&first[0].body).expect("JSON");
+    assert_eq!(slack_violations(&card), Vec::<String>::new());
+    let texts = block_texts(card["blocks"].as_array().expect("blocks")).join("\n");
+    assert!(texts.contains("Analysis running"), "{texts}");
+    assert!(texts.contains("Top evidence"), "{texts}");
+
+    let (job, outcome) = run.await.expect("joined").expect("store").expect("a job");
+    assert_eq!((job, outcome), (id, Outcome::Done));
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2, "the post, then its update");
+    assert!(requests[1].url.path().ends_with("/chat.update"));
+    let update: Value = serde_json::from_slice(&requests[1].body).expect("JSON");
+    assert_eq!(
+        (update["channel"].as_str(), update["ts"].as_str()),
+        (Some("CALERTS"), Some("1700000000.000100")),
+        "the first look's message, by channel id and ts"
+    );
+    assert!(
+        block_texts(&all_blocks(&update))
+            .join("\n")
+            .contains("Probable root cause"),
+        "{update}"
+    );
+    let record = store.get(id).await.expect("get").expect("record");
+    let mut sinks: Vec<(&str, Option<&str>)> = record
+        .deliveries
+        .iter()
+        .map(|d| (d.sink.as_str(), d.detail.as_deref()))
+        .collect();
+    sinks.sort();
+    assert_eq!(
+        sinks,
+        [
+            ("slack", Some("1700000000.000100")),
+            ("slack#first-look", Some("CALERTS 1700000000.000100"))
+        ]
+    );
+    let group = &parse_webhook(
+        std::fs::read_to_string(format!(
+            "{}/../../tests/fixtures/alertmanager/target-down-group-firing.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+        .as_bytes(),
+    )
+    .expect("parses")
+    .group_key;
+    assert_eq!(
+        threads.thread(group, "slack").await.expect("read"),
+        Some(aiops_model::Thread {
+            channel: "CALERTS".into(),
+            ts: "1700000000.000100".into()
+        }),
+        "the first look is the incident's message: later notifications reply to it"
+    );
+
+    // An incoming webhook cannot edit: with the same slow analyzer it posts once, the analysis.
+    let hook = fake_slack().await;
+    let stages = Stages {
+        context: Arc::new(AlertsOnly),
+        analyzer: Arc::new(Slow {
+            delay: Duration::from_millis(10),
+        }),
+        notifiers: vec![Arc::new(webhook_sink(&hook, 0))],
+    };
+    let worker = Worker::new(
+        store.clone(),
+        stages,
+        Arc::new(Metrics::new()),
+        clock.clone(),
+        WorkerConfig::default(),
+    );
+    enqueue(&store, "high-error-rate-k8s.json").await;
+    worker.process_one().await.expect("store").expect("a job");
+    let posted = bodies(&hook).await;
+    assert_eq!(posted.len(), 1);
+    assert!(
+        block_texts(&all_blocks(&posted[0]))
+            .join("\n")
+            .contains("Probable root cause")
+    );
 }

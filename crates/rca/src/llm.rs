@@ -672,6 +672,10 @@ fn budget_of(reason: &str) -> Option<&'static str> {
 
 #[async_trait]
 impl Analyzer for LlmAnalyzer {
+    fn is_slow(&self) -> bool {
+        true
+    }
+
     async fn analyze(
         &self,
         payload: &WebhookPayload,

@@ -209,6 +209,11 @@ pub(crate) fn migrator() -> Migrator {
             "llm_spend",
             include_str!("../migrations/0004_llm_spend.sql"),
         ),
+        migration(
+            5,
+            "feedback",
+            include_str!("../migrations/0005_feedback.sql"),
+        ),
     ])
 }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord,
+    JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -29,8 +29,8 @@ use crate::StoreConfig;
 use crate::health::{PROBE_SQL, WriteHealth};
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::{
-    JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, millis, queue_counts,
-    record, secs_to_ms, thread_of, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, feedback, millis,
+    queue_counts, record, secs_to_ms, thread_of, to_json,
 };
 
 /// Enqueue requests waiting for the batcher beyond this make callers wait (backpressure).
@@ -373,9 +373,47 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| db_error(&e))?;
-        match row {
-            Some(row) => record(&row, self.deliveries(id).await?).map(Some),
-            None => Ok(None),
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut job = record(&row, self.deliveries(id).await?)?;
+        let rows = sqlx::query(
+            "SELECT verdict, user_name, at FROM feedback WHERE job_id = $1 ORDER BY at, ctid",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))?;
+        job.feedback = rows.iter().map(feedback).collect::<Result<_, _>>()?;
+        Ok(Some(job))
+    }
+
+    async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT job_id FROM feedback GROUP BY job_id ORDER BY MAX(at) DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))?;
+        ids.iter().map(|id| crate::rows::job_id(id)).collect()
+    }
+
+    async fn add_feedback(&self, id: JobId, given: &Feedback) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO feedback (job_id, verdict, user_name, at)
+             SELECT id, $2, $3, $4 FROM jobs WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(given.verdict.as_str())
+        .bind(&given.user)
+        .bind(millis(given.at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))?;
+        match inserted.rows_affected() {
+            0 => Err(StoreError::NotFound(id)),
+            _ => Ok(()),
         }
     }
 
@@ -748,7 +786,8 @@ impl Maintenance {
             self.in_slices(
                 "WITH old AS (SELECT id FROM jobs WHERE state IN ('done', 'dead') AND finished_at < $1
                               ORDER BY finished_at LIMIT 5000),
-                      gone AS (DELETE FROM deliveries WHERE job_id IN (SELECT id FROM old))
+                      gone AS (DELETE FROM deliveries WHERE job_id IN (SELECT id FROM old)),
+                      judged AS (DELETE FROM feedback WHERE job_id IN (SELECT id FROM old))
                  DELETE FROM jobs WHERE id IN (SELECT id FROM old)",
                 before,
             )

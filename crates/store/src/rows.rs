@@ -182,6 +182,7 @@ where
         timings: parse_json(row, "timings")?,
         analysis: parse_json_opt(row, "analysis")?,
         deliveries,
+        feedback: Vec::new(),
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
         next_attempt_at: (state == JobState::Queued)
@@ -254,6 +255,23 @@ where
     Ok(Thread {
         channel: get(row, "channel")?,
         ts: get(row, "ts")?,
+    })
+}
+
+/// A row of `feedback` (verdict, user_name, at).
+pub(crate) fn feedback<R>(row: &R) -> Result<aiops_model::Feedback, StoreError>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let verdict: String = get(row, "verdict")?;
+    Ok(aiops_model::Feedback {
+        verdict: aiops_model::Verdict::parse(&verdict)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown verdict {verdict:?}")))?,
+        user: get(row, "user_name")?,
+        at: from_millis(get(row, "at")?),
     })
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, JobId, JobRecord, JobState,
-    Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord,
+    JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,8 +22,8 @@ use crate::StoreConfig;
 use crate::dedup::DedupKeys;
 use crate::health::{PROBE_SQL, WriteHealth};
 use crate::rows::{
-    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, queue_counts, record,
-    secs_to_ms, thread_of, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, feedback, queue_counts,
+    record, secs_to_ms, thread_of, to_json,
 };
 pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
@@ -342,9 +342,44 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(|e| db_error(&e))?;
-        match row {
-            Some(row) => record(&row, self.deliveries(id).await?).map(Some),
-            None => Ok(None),
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut job = record(&row, self.deliveries(id).await?)?;
+        let rows = sqlx::query(
+            "SELECT verdict, user_name, at FROM feedback WHERE job_id = ?1 ORDER BY at, rowid",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        job.feedback = rows.iter().map(feedback).collect::<Result<_, _>>()?;
+        Ok(Some(job))
+    }
+
+    async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT job_id FROM feedback GROUP BY job_id ORDER BY MAX(at) DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        ids.iter().map(|id| crate::rows::job_id(id)).collect()
+    }
+
+    async fn add_feedback(&self, id: JobId, given: &Feedback) -> Result<(), StoreError> {
+        let insert = WriteQuery::new(
+            "INSERT INTO feedback (job_id, verdict, user_name, at)
+             SELECT id, ?2, ?3, ?4 FROM jobs WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(given.verdict.as_str().to_owned())
+        .bind(given.user.clone())
+        .bind(millis(given.at));
+        match self.execute(vec![insert], false).await? {
+            0 => Err(StoreError::NotFound(id)),
+            _ => Ok(()),
         }
     }
 
@@ -502,6 +537,12 @@ impl Maintenance {
                     vec![
                         WriteQuery::new(
                             "DELETE FROM deliveries WHERE job_id IN (SELECT id FROM jobs
+                             WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
+                        )
+                        .bind(state.to_owned())
+                        .bind(before),
+                        WriteQuery::new(
+                            "DELETE FROM feedback WHERE job_id IN (SELECT id FROM jobs
                              WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT 5000)",
                         )
                         .bind(state.to_owned())

@@ -659,6 +659,12 @@ async fn purging_removes_expired_dedup_keys_and_old_history_only(backend: Backen
         ..end()
     };
     h.store.complete(old, "w", done).await.expect("complete");
+    let judged = aiops_model::Feedback {
+        verdict: aiops_model::Verdict::Right,
+        user: "alice".into(),
+        at: h.clock.now(),
+    };
+    h.store.add_feedback(old, &judged).await.expect("feedback");
     let waiting = h
         .store
         .enqueue(vec![job("waiting")])
@@ -679,11 +685,57 @@ async fn purging_removes_expired_dedup_keys_and_old_history_only(backend: Backen
     // Look at the tables themselves: nothing of the purged job is left behind.
     for (sql, expected) in [
         ("SELECT COUNT(*) FROM deliveries", 0),
+        ("SELECT COUNT(*) FROM feedback", 0),
         ("SELECT COUNT(*) FROM dedup", 0),
         ("SELECT COUNT(*) FROM jobs", 1),
     ] {
         assert_eq!(h.count(sql).await, expected, "{sql}");
     }
+}
+
+async fn feedback_is_kept_with_its_job_in_order_and_refused_for_an_unknown_one(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
+    let id = h.store.enqueue(vec![job("judged")]).await.expect("enqueue")[0].job_id();
+    let start = h.clock.now();
+    let given = |verdict, user: &str, secs: u64| aiops_model::Feedback {
+        verdict,
+        user: user.into(),
+        at: start + Duration::from_secs(secs),
+    };
+    let wrong = given(aiops_model::Verdict::Wrong, "alice", 0);
+    let right = given(aiops_model::Verdict::Right, "bob", 60);
+    // Feedback may come while the job still waits or runs: not lease-guarded.
+    h.store.add_feedback(id, &wrong).await.expect("feedback");
+    h.store.add_feedback(id, &right).await.expect("feedback");
+    let unknown = JobId::new();
+    assert!(matches!(
+        h.store.add_feedback(unknown, &wrong).await,
+        Err(StoreError::NotFound(x)) if x == unknown
+    ));
+    let h = h.reopen().await;
+    let record = h.store.get(id).await.expect("get").expect("the job");
+    assert_eq!(record.feedback.len(), 2);
+    assert_eq!(
+        record
+            .feedback
+            .iter()
+            .map(|f| (f.verdict, f.user.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (aiops_model::Verdict::Wrong, "alice"),
+            (aiops_model::Verdict::Right, "bob")
+        ]
+    );
+    assert_eq!(
+        record.feedback[0].at.unix_timestamp(),
+        wrong.at.unix_timestamp()
+    );
+    let other = h.store.enqueue(vec![job("other")]).await.expect("enqueue")[0].job_id();
+    assert_eq!(h.store.judged(10).await.expect("judged"), [id]);
+    let later = given(aiops_model::Verdict::Right, "carol", 120);
+    h.store.add_feedback(other, &later).await.expect("feedback");
+    assert_eq!(h.store.judged(10).await.expect("judged"), [other, id]);
+    assert_eq!(h.store.judged(1).await.expect("judged"), [other]);
 }
 
 async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backend) {
@@ -797,4 +849,5 @@ on_every_backend!(
     purging_removes_expired_dedup_keys_and_old_history_only,
     the_first_thread_of_a_group_wins_and_survives_reopening,
     the_llm_spend_adds_up_per_day_across_bookings_and_reopening,
+    feedback_is_kept_with_its_job_in_order_and_refused_for_an_unknown_one,
 );

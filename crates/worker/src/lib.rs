@@ -19,6 +19,7 @@ use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
     Analysis, Analyzer, AttemptEnd, ClaimedJob, Clock, ContextSource, DeliveryRecord, JobId,
     Metrics, Notification, Notifier, StageError, StageTimings, Store, StoreError, WebhookPayload,
+    first_look_sink,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -152,6 +153,8 @@ struct Progress {
     analysis: Option<Analysis>,
     /// The delivery that completed the round, recorded together with the completion.
     last_delivery: Option<DeliveryRecord>,
+    /// First looks posted by this attempt: sink → where the message is.
+    first_looks: Vec<(String, String)>,
 }
 
 /// What stopped an attempt.
@@ -360,6 +363,7 @@ impl Worker {
             timings: job.timings.clone(),
             analysis: None,
             last_delivery: None,
+            first_looks: Vec::new(),
         };
         let result = tokio::select! {
             result = self.execute(&job, &mut progress) => result,
@@ -398,7 +402,7 @@ impl Worker {
         span.record("alertname", payload.alertname());
 
         if payload.status == AlertStatus::Firing && job.analysis.is_none() {
-            progress.analysis = Some(self.analyze(&payload, &mut progress.timings).await?);
+            progress.analysis = Some(self.analyze(job, &payload, progress).await?);
         }
         // A resolution needs no analysis: the notifier reports how long the group fired.
         let analysis = match payload.status {
@@ -412,7 +416,12 @@ impl Worker {
         };
         let started = Instant::now();
         let delivered = self
-            .notify(job, notification, &mut progress.last_delivery)
+            .notify(
+                job,
+                notification,
+                &progress.first_looks,
+                &mut progress.last_delivery,
+            )
             .await;
         progress.timings.notify_ms = Some(elapsed_ms(started));
         self.observe("notify", started, delivered.is_ok());
@@ -421,9 +430,11 @@ impl Worker {
 
     async fn analyze(
         &self,
+        job: &ClaimedJob,
         payload: &WebhookPayload,
-        timings: &mut StageTimings,
+        progress: &mut Progress,
     ) -> Result<Analysis, Failure> {
+        let timings = &mut progress.timings;
         let started = Instant::now();
         let context = self.stages.context.gather(payload).await;
         timings.context_ms = Some(elapsed_ms(started));
@@ -432,6 +443,11 @@ impl Worker {
             stage: "context",
             error,
         })?;
+        if self.stages.analyzer.is_slow() {
+            self.first_look(job, payload, &context, &mut progress.first_looks)
+                .await?;
+        }
+        let timings = &mut progress.timings;
 
         let started = Instant::now();
         let analysis = self.stages.analyzer.analyze(payload, &context).await;
@@ -446,6 +462,41 @@ impl Worker {
         })
     }
 
+    /// Posts the first look to each sink that can edit it later and has none for this job yet,
+    /// recorded at once (as `<sink>#first-look`) so a retry updates it instead of posting again. A
+    /// sink that fails here still gets the analysis: the failure is only logged.
+    async fn first_look(
+        &self,
+        job: &ClaimedJob,
+        payload: &WebhookPayload,
+        context: &aiops_model::Context,
+        posted: &mut Vec<(String, String)>,
+    ) -> Result<(), Failure> {
+        for sink in &self.stages.notifiers {
+            let name = first_look_sink(sink.name());
+            if job.delivered_to(sink.name()) || job.delivered_to(&name) {
+                continue;
+            }
+            match sink.first_look(job.id, payload, context).await {
+                Ok(Some(located)) => {
+                    let record = DeliveryRecord {
+                        sink: name,
+                        delivered_at: self.clock.now(),
+                        detail: Some(located.clone()),
+                    };
+                    self.persist(|| self.store.record_delivery(job.id, &record))
+                        .await?;
+                    posted.push((sink.name().to_owned(), located));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(sink = sink.name(), error = %e, "the first look failed; the analysis will be posted");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Delivers to every sink that has not received this job yet. One failing sink does not hold the
     /// others back; the attempt fails afterwards, and the retry goes to the failed sinks only. Each
     /// delivery is recorded at once, except the one that ends a fully successful round: that one is
@@ -454,6 +505,7 @@ impl Worker {
         &self,
         job: &ClaimedJob,
         notification: Notification<'_>,
+        first_looks: &[(String, String)],
         last: &mut Option<DeliveryRecord>,
     ) -> Result<(), Failure> {
         let mut errors = Vec::new();
@@ -464,7 +516,19 @@ impl Worker {
             .filter(|sink| !job.delivered_to(sink.name()))
             .collect();
         for (i, sink) in pending.iter().enumerate() {
-            let delivered = sink.deliver(notification).await;
+            // Where this sink's first look is, from this attempt or an earlier one.
+            let first_look_name = first_look_sink(sink.name());
+            let first_look = first_looks
+                .iter()
+                .find(|(s, _)| s == sink.name())
+                .map(|(_, at)| at.as_str())
+                .or_else(|| {
+                    job.deliveries
+                        .iter()
+                        .find(|d| d.sink == first_look_name)
+                        .and_then(|d| d.detail.as_deref())
+                });
+            let delivered = sink.deliver_after(notification, first_look).await;
             let result = match &delivered {
                 Ok(Some(detail)) if detail == "filtered" => "filtered",
                 Ok(_) => "ok",

@@ -457,6 +457,16 @@ impl Store for Restarting {
     async fn wait_for_work(&self, max: Duration) {
         self.inner.wait_for_work(max).await
     }
+    async fn add_feedback(
+        &self,
+        id: aiops_model::JobId,
+        feedback: &aiops_model::Feedback,
+    ) -> Result<(), aiops_model::StoreError> {
+        self.inner.add_feedback(id, feedback).await
+    }
+    async fn judged(&self, limit: u32) -> Result<Vec<aiops_model::JobId>, aiops_model::StoreError> {
+        self.inner.judged(limit).await
+    }
 }
 
 #[tokio::test]

@@ -230,6 +230,27 @@ pub fn distinct_payload(n: usize) -> String {
     payload.to_string()
 }
 
+/// A real Alertmanager (Debian package `prometheus-alertmanager`) with `config` (YAML), its data in
+/// `dir`, on a free loopback port, clustering off; and its URL.
+pub fn alertmanager(dir: &Path, config: &str) -> (Proc, String) {
+    let config_file = dir.join("alertmanager.yml");
+    std::fs::write(&config_file, config).expect("write config");
+    let port = free_port();
+    let args = vec![
+        format!("--config.file={}", config_file.display()),
+        format!("--storage.path={}", dir.join("am-data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--cluster.listen-address=".to_owned(),
+    ];
+    let am = Proc::spawn(
+        "prometheus-alertmanager",
+        &args,
+        dir,
+        "prometheus-alertmanager",
+    );
+    (am, format!("http://127.0.0.1:{port}"))
+}
+
 /// A child process (Prometheus, Alertmanager, node-exporter), killed when dropped.
 pub struct Proc {
     child: Child,

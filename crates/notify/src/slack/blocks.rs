@@ -7,7 +7,7 @@
 //! context line (analyzer, model, tokens, tool calls, latency, fallback). The top-level `text` is the
 //! notification's fallback, and what Mattermost (which ignores blocks) shows.
 
-use aiops_model::{Analysis, Notification, WebhookPayload};
+use aiops_model::{Analysis, Context, JobId, Notification, WebhookPayload};
 use serde_json::{Value, json};
 
 use crate::Document;
@@ -40,6 +40,9 @@ pub struct Links {
     pub grafana_url: String,
     /// The uid of Grafana's Prometheus datasource.
     pub grafana_datasource: String,
+    /// Slack's interactivity is set up (`slack.signing_secret`): an analysis gets the buttons
+    /// (Silence 1h / 4h, Right, Wrong, Re-analyze) that `POST /slack/interactions` acts on.
+    pub interactive: bool,
 }
 
 /// The whole message body (without `channel` and `thread_ts`).
@@ -61,6 +64,9 @@ pub fn message(n: &Notification<'_>, links: &Links) -> Value {
     let mut top = top;
     let mut detail = detail;
     fit(&mut top, &mut detail, &see);
+    if links.interactive && n.analysis.is_some() {
+        top.push(buttons(&n.job_id.to_string()));
+    }
     json!({
         "text": truncate(&fallback, MAX_FALLBACK_TEXT, &see),
         "blocks": top,
@@ -72,6 +78,21 @@ pub fn message(n: &Notification<'_>, links: &Links) -> Value {
         "unfurl_links": false,
         "unfurl_media": false,
     })
+}
+
+/// The actions an on-call takes from the message; each button carries the job's id.
+fn buttons(job_id: &str) -> Value {
+    let button = |action: &str, text: &str| {
+        json!({"type": "button", "action_id": action, "value": job_id,
+               "text": {"type": "plain_text", "text": text, "emoji": true}})
+    };
+    json!({"type": "actions", "block_id": "aiops_actions", "elements": [
+        button("silence_1h", "🔕 Silence 1h"),
+        button("silence_4h", "🔕 Silence 4h"),
+        button("feedback_right", "👍 Right"),
+        button("feedback_wrong", "👎 Wrong"),
+        button("reanalyze", "🔁 Re-analyze"),
+    ]})
 }
 
 fn severity(payload: &WebhookPayload) -> String {
@@ -118,21 +139,11 @@ fn link(url: &str, label: &str) -> String {
     )
 }
 
-fn analysis_blocks(
-    payload: &WebhookPayload,
-    doc: &Document,
-    a: &Analysis,
-    links: &Links,
-    analysis_link: &str,
-) -> (Vec<Value>, Vec<Value>, String) {
+/// `{emoji} Alert · severity · N alerts (M resolved)`.
+fn title(emoji: &str, payload: &WebhookPayload, doc: &Document) -> String {
     let sev = severity(payload);
-    let emoji = match sev.as_str() {
-        "critical" | "page" | "error" | "high" => "🔥",
-        "warning" | "warn" | "medium" => "⚠️",
-        _ => "🔔",
-    };
     let count = payload.alerts.len();
-    let title = format!(
+    format!(
         "{emoji} {}{} · {} alert{}{}",
         doc.alertname,
         if sev.is_empty() {
@@ -147,17 +158,108 @@ fn analysis_blocks(
         } else {
             String::new()
         }
-    );
-    let mut top = vec![header(&title)];
+    )
+}
+
+/// The identifying labels as a section of fields, if the group has any of them.
+fn label_fields(payload: &WebhookPayload) -> Option<Value> {
     let fields: Vec<Value> = FIELD_LABELS
         .iter()
         .filter_map(|l| label_values(payload, l).map(|v| (l, v)))
         .map(|(l, v)| json!({"type": "mrkdwn", "text": format!("*{l}*\n{}", escape(&v))}))
         .take(MAX_FIELDS)
         .collect();
-    if !fields.is_empty() {
-        top.push(json!({"type": "section", "fields": fields}));
+    (!fields.is_empty()).then(|| json!({"type": "section", "fields": fields}))
+}
+
+/// Findings and evidence items a first look shows.
+const FIRST_LOOK_SHOWN: usize = 3;
+
+/// The first look (bot mode, a slow analyzer): the alert, the top findings and evidence the
+/// context stage found, and "analysis running"; the analysis replaces it in place.
+pub fn first_look(job_id: JobId, payload: &WebhookPayload, ctx: &Context, links: &Links) -> Value {
+    let doc = Document::new(&Notification {
+        job_id,
+        payload,
+        analysis: None,
+    });
+    let mut blocks = vec![header(&title("⏳", payload, &doc))];
+    blocks.extend(label_fields(payload));
+    let sources = ctx.evidence.len();
+    let failed = ctx.failures.len();
+    blocks.push(section(&format!(
+        "*Analysis running…* The evidence is in: {sources} item{} from the alert, Prometheus and \
+         Loki{}.",
+        if sources == 1 { "" } else { "s" },
+        match failed {
+            0 => String::new(),
+            n => format!("; {n} source{} failed", if n == 1 { "" } else { "s" }),
+        }
+    )));
+    let findings: Vec<String> = ctx
+        .findings()
+        .take(FIRST_LOOK_SHOWN)
+        .map(|f| {
+            format!(
+                "• {} (`{}`)",
+                escape(&f.fact.describe()),
+                escape(f.evidence)
+            )
+        })
+        .collect();
+    if !findings.is_empty() {
+        blocks.push(section(&format!("*Top findings*\n{}", findings.join("\n"))));
     }
+    let evidence: Vec<String> = ctx
+        .evidence
+        .iter()
+        .take(FIRST_LOOK_SHOWN)
+        .map(|e| {
+            format!(
+                "• *{}* {}",
+                escape(&e.title),
+                escape(&truncate(&e.summary, FINDING_SHOWN, ""))
+            )
+        })
+        .collect();
+    if !evidence.is_empty() {
+        blocks.push(section(&format!("*Top evidence*\n{}", evidence.join("\n"))));
+    }
+    let analysis_link = format!(
+        "{}/analyses/{job_id}",
+        links.aiops_url.trim_end_matches('/')
+    );
+    if !links.aiops_url.is_empty() {
+        blocks.push(context(&link(&analysis_link, "Full analysis (when ready)")));
+    }
+    let text = format!(
+        "⏳ {}: the evidence is in, the analysis is running",
+        doc.alertname
+    );
+    json!({
+        "text": text,
+        "blocks": blocks,
+        "unfurl_links": false,
+        "unfurl_media": false,
+    })
+}
+
+fn analysis_blocks(
+    payload: &WebhookPayload,
+    doc: &Document,
+    a: &Analysis,
+    links: &Links,
+    analysis_link: &str,
+) -> (Vec<Value>, Vec<Value>, String) {
+    let sev = severity(payload);
+    let emoji = match sev.as_str() {
+        "critical" | "page" | "error" | "high" => "🔥",
+        "warning" | "warn" | "medium" => "⚠️",
+        _ => "🔔",
+    };
+    let title = title(emoji, payload, doc);
+    let mut top = vec![header(&title)];
+    top.extend(label_fields(payload));
     top.push(section(&format!("*Summary*\n{}", escape(&a.summary))));
     top.push(section(&format!(
         "*Probable root cause* ({:.0}% confident · {})\n{}",

@@ -2,7 +2,9 @@
 //!
 //! - **Incoming webhook** (`slack.webhook_url`): each notification is a message of its own; Slack
 //!   answers `ok` as text, or a 4xx with a reason (`invalid_blocks`, `no_text`, …).
-//! - **Bot token** (`slack.bot_token`): `chat.postMessage` to a channel chosen by the group's labels
+//! - **Bot token** (`slack.bot_token`): with a slow analyzer (an LLM), a first look is posted as soon
+//!   as the evidence is in (the alert, the top findings and evidence, "analysis running") and the
+//!   analysis replaces it with `chat.update`. `chat.postMessage` goes to a channel chosen by the group's labels
 //!   (`slack.routes`, else `slack.channel`). The first message of an incident (an alert group) is
 //!   posted to the channel and its `ts` is stored; the repeats, partial resolutions and the resolution
 //!   reply in its thread. The resolution closes the incident: the group firing again later starts a
@@ -20,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{Notification, Notifier, StageError, Thread, Threads, WebhookPayload};
+use aiops_model::{
+    Context, JobId, Notification, Notifier, StageError, Thread, Threads, WebhookPayload,
+};
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -159,6 +163,45 @@ impl SlackNotifier {
     }
 }
 
+/// The `Authorization: Bearer` header of a bot token.
+fn bearer(token: &SecretString) -> Result<HeaderMap, StageError> {
+    let mut headers = HeaderMap::new();
+    let value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        .map_err(|_| StageError::permanent("slack.bot_token is not a valid header value"))?;
+    headers.insert(AUTHORIZATION, value);
+    Ok(headers)
+}
+
+impl SlackNotifier {
+    /// One Web API call (`chat.postMessage`, `chat.update`) with the sink's retry policy; answers
+    /// the message's channel and `ts`.
+    async fn call(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        method: &str,
+        body: &Value,
+    ) -> Result<(String, String), StageError> {
+        let url = format!("{api_url}/{method}");
+        let answer = post_json_checked(
+            &self.client,
+            &url,
+            bearer(token)?,
+            body,
+            self.retries,
+            "Slack API",
+            read_post_message,
+        )
+        .await?;
+        match (answer.channel, answer.ts) {
+            (Some(channel), Some(ts)) => Ok((channel, ts)),
+            _ => Err(StageError::permanent(format!(
+                "Slack API answered {method} ok without channel and ts"
+            ))),
+        }
+    }
+}
+
 /// The channel of the first route whose labels all match the group, else the default.
 pub fn route<'a>(routes: &'a [Route], default: &'a str, payload: &WebhookPayload) -> &'a str {
     routes
@@ -220,28 +263,7 @@ impl Notifier for SlackNotifier {
                 if let Some(t) = &thread {
                     body["thread_ts"] = Value::String(t.ts.clone());
                 }
-                let mut headers = HeaderMap::new();
-                let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| {
-                        StageError::permanent("slack.bot_token is not a valid header value")
-                    })?;
-                headers.insert(AUTHORIZATION, bearer);
-                let url = format!("{api_url}/chat.postMessage");
-                let posted = post_json_checked(
-                    &self.client,
-                    &url,
-                    headers,
-                    &body,
-                    self.retries,
-                    "Slack API",
-                    read_post_message,
-                )
-                .await?;
-                let (Some(channel), Some(ts)) = (posted.channel, posted.ts) else {
-                    return Err(StageError::permanent(
-                        "Slack API answered ok without channel and ts",
-                    ));
-                };
+                let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
                 let resolved = notification.payload.status == AlertStatus::Resolved;
                 match (&thread, resolved) {
                     // The incident is over: the group firing again starts a new thread.
@@ -259,5 +281,73 @@ impl Notifier for SlackNotifier {
                 Ok(Some(ts))
             }
         }
+    }
+
+    /// Bot mode only (an incoming webhook cannot edit what it posted): the first look, posted like
+    /// an incident's first message (or in its open thread), answered as `<channel> <ts>`.
+    async fn first_look(
+        &self,
+        job_id: JobId,
+        payload: &WebhookPayload,
+        context: &Context,
+    ) -> Result<Option<String>, StageError> {
+        let Mode::Bot {
+            token,
+            api_url,
+            default_channel,
+            routes,
+            threads,
+        } = &self.mode
+        else {
+            return Ok(None);
+        };
+        if payload.status != AlertStatus::Firing {
+            return Ok(None);
+        }
+        let group = payload.group_key.as_str();
+        let thread = threads
+            .thread(group, SINK)
+            .await
+            .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
+        let mut body = blocks::first_look(job_id, payload, context, &self.links);
+        body["channel"] = Value::String(match &thread {
+            Some(t) => t.channel.clone(),
+            None => route(routes, default_channel, payload).to_owned(),
+        });
+        if let Some(t) = &thread {
+            body["thread_ts"] = Value::String(t.ts.clone());
+        }
+        let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
+        if thread.is_none() {
+            let started = Thread {
+                channel: channel.clone(),
+                ts: ts.clone(),
+            };
+            threads
+                .save_thread(group, SINK, &started)
+                .await
+                .map_err(|e| StageError::retriable(format!("cannot record the thread: {e}")))?;
+        }
+        Ok(Some(format!("{channel} {ts}")))
+    }
+
+    /// With a first look (`<channel> <ts>`), the analysis replaces it (`chat.update`); else as
+    /// [`Notifier::deliver`].
+    async fn deliver_after(
+        &self,
+        notification: Notification<'_>,
+        first_look: Option<&str>,
+    ) -> Result<Option<String>, StageError> {
+        let located = first_look.and_then(|f| f.split_once(' '));
+        let (Some((channel, ts)), Mode::Bot { token, api_url, .. }, Some(_)) =
+            (located, &self.mode, notification.analysis)
+        else {
+            return self.deliver(notification).await;
+        };
+        let mut body = blocks::message(&notification, &self.links);
+        body["channel"] = Value::String(channel.to_owned());
+        body["ts"] = Value::String(ts.to_owned());
+        let (_, ts) = self.call(api_url, token, "chat.update", &body).await?;
+        Ok(Some(ts))
     }
 }
