@@ -314,6 +314,7 @@ async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_resta
         })))
         .mount(&slack)
         .await;
+    common::mount_chat_update(&slack).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [
         ("AIOPS__SLACK__BOT_TOKEN", TOKEN.to_owned()),
@@ -355,7 +356,7 @@ async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_resta
     daemon.drain(Duration::from_secs(30)).await;
 
     let sent = json_bodies(&slack).await;
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 3, "{sent:?}");
     assert_eq!(sent[0]["channel"], "#alerts");
     assert!(sent[0].get("thread_ts").is_none());
     assert!(
@@ -371,6 +372,18 @@ async fn slack_bot_mode_threads_the_resolution_under_the_analysis_across_a_resta
         sent[1]["blocks"][0]["text"]["text"]
             .as_str()
             .is_some_and(|t| t.contains("Resolved"))
+    );
+    // After the restart too, the incident's message itself is marked resolved (the store kept it).
+    assert_eq!(
+        (sent[2]["channel"].as_str(), sent[2]["ts"].as_str()),
+        (Some("C0ALERTS"), Some("1700000000.000100"))
+    );
+    assert!(
+        sent[2]["blocks"][0]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("✅ TargetDown")),
+        "{}",
+        sent[2]
     );
     let log = daemon.log();
     let metrics = daemon.metrics().await;

@@ -414,8 +414,20 @@ async fn run() {
 
     // The condition clears: the resolution arrives in the incident's thread.
     set_ratio(&textfiles, 0.01);
-    let sent = wait_for_messages(&slack, 3, Duration::from_secs(30), &logs).await;
+    let sent = wait_for_messages(&slack, 4, Duration::from_secs(30), &logs).await;
     let resolution = &sent[2];
+    let edited = &sent[3];
+    assert_eq!(
+        (edited["channel"].as_str(), edited["ts"].as_str()),
+        (Some("C0E2E"), Some("1700000000.000100")),
+        "the incident's message is marked resolved: {edited}"
+    );
+    assert!(
+        edited["blocks"][0]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("✅ CheckoutErrorRatioHigh")),
+        "{edited}"
+    );
     assert_eq!(resolution["thread_ts"], "1700000000.000100", "{resolution}");
     assert_eq!(resolution["channel"], "C0E2E");
     let header = resolution["blocks"][0]["text"]["text"]
@@ -431,10 +443,11 @@ async fn run() {
         "no LLM call for a resolution"
     );
 
-    // Nothing more for the group: one firing message (posted, then updated) and one resolution.
+    // Nothing more for the group: one message (the first look, its analysis, resolved) and one
+    // reply.
     let status = aiops.drain(Duration::from_secs(10)).await;
     assert_eq!(status["dead"], 0, "{status}");
-    assert_eq!(json_bodies(&slack).await.len(), 3);
+    assert_eq!(json_bodies(&slack).await.len(), 4);
     let metrics = aiops.metrics().await;
     assert!(
         metrics.contains("aiops_webhook_requests_total{result=\"accepted\"} 2"),

@@ -182,6 +182,7 @@ async fn a_resolution_received_by_the_other_replica_lands_in_the_incidents_threa
         })
         .mount(&slack)
         .await;
+    common::mount_chat_update(&slack).await;
     let api = format!("{}/api", slack.uri());
     let env = replica_env(
         &db,
@@ -206,7 +207,7 @@ async fn a_resolution_received_by_the_other_replica_lands_in_the_incidents_threa
     b.drain(Duration::from_secs(30)).await;
 
     let sent = json_bodies(&slack).await;
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(sent[0].get("thread_ts").is_none());
     assert_eq!(sent[1]["thread_ts"], "1700000000.000100", "{}", sent[1]);
     assert_eq!(sent[1]["channel"], "C0REPL");
@@ -214,5 +215,19 @@ async fn a_resolution_received_by_the_other_replica_lands_in_the_incidents_threa
         sent[1]["blocks"][0]["text"]["text"]
             .as_str()
             .is_some_and(|t| t.contains("Resolved"))
+    );
+    // The other replica edits the incident's message too: the store shares it.
+    assert_eq!(
+        (sent[2]["channel"].as_str(), sent[2]["ts"].as_str()),
+        (Some("C0REPL"), Some("1700000000.000100")),
+        "{}",
+        sent[2]
+    );
+    assert!(
+        sent[2]["blocks"][0]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("✅ TargetDown")),
+        "{}",
+        sent[2]
     );
 }

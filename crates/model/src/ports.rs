@@ -129,6 +129,17 @@ pub trait Threads: Send + Sync + std::fmt::Debug {
     ) -> Result<Thread, StoreError>;
     /// Closes a group's open thread (the incident resolved): the group firing again starts a new one.
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
+    /// Keeps the open thread's message as it now reads (the sink's body), so that the resolution
+    /// can edit it in place. Without a store: nothing is kept.
+    async fn save_root(&self, group_key: &str, sink: &str, body: &str) -> Result<(), StoreError> {
+        let _ = (group_key, sink, body);
+        Ok(())
+    }
+    /// The open thread's message as last kept, if any.
+    async fn root(&self, group_key: &str, sink: &str) -> Result<Option<String>, StoreError> {
+        let _ = (group_key, sink);
+        Ok(None)
+    }
 }
 
 /// What the LLM cost per UTC day, for `llm.daily_budget_usd`: kept by the store, so every replica

@@ -608,7 +608,7 @@ async fn bot_mode_threads_repeats_and_the_resolution_under_the_first_message() {
     deliver(&sink, &firing).await.expect("a new incident");
 
     let sent = bodies(&server).await;
-    assert_eq!(sent.len(), 6);
+    assert_eq!(sent.len(), 7);
     let ts = first.expect("the message's ts");
     assert_eq!(
         sent[0]["channel"], "#demo-oncall",
@@ -636,17 +636,44 @@ async fn bot_mode_threads_repeats_and_the_resolution_under_the_first_message() {
         resolution[1].contains("1 of 1 alert resolved after"),
         "{resolution:?}"
     );
+    // The resolution also edits the incident's message in place: resolved, green, no buttons.
+    let edited = &sent[4];
     assert_eq!(
-        sent[4]["channel"], "#alerts",
+        (edited["channel"].as_str(), edited["ts"].as_str()),
+        (Some("CDEMOONCALL"), Some(ts.as_str())),
+        "chat.update of the first message: {edited}"
+    );
+    let texts = block_texts(&all_blocks(edited));
+    assert!(
+        texts[0].starts_with("✅ TargetDown"),
+        "the header turns: {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("✅ Resolved after ")),
+        "{texts:?}"
+    );
+    assert!(
+        all_blocks(edited).iter().all(|b| b["type"] != "actions"),
+        "no buttons on a resolved incident"
+    );
+    assert_eq!(edited["attachments"][0]["color"], "#2EB67D");
+    assert!(
+        block_texts(&all_blocks(&sent[0]))
+            .iter()
+            .all(|t| !t.starts_with("✅")),
+        "the first post was the firing"
+    );
+    assert_eq!(
+        sent[5]["channel"], "#alerts",
         "no route matches: the default channel"
     );
-    assert!(sent[4].get("thread_ts").is_none());
+    assert!(sent[5].get("thread_ts").is_none());
     assert!(
-        sent[5].get("thread_ts").is_none(),
+        sent[6].get("thread_ts").is_none(),
         "a new incident after the resolution: {}",
-        sent[5]
+        sent[6]
     );
-    assert_eq!(sent[5]["channel"], "#demo-oncall");
+    assert_eq!(sent[6]["channel"], "#demo-oncall");
     for body in &sent {
         assert!(slack_violations(body).is_empty(), "{body}");
     }
@@ -892,9 +919,12 @@ async fn secrets_never_appear_in_errors_or_debug_output() {
 
     let dir = temp_store_dir();
     let store = open_store(&dir, clock()).await;
+    // Held to the end: a MockServer dropped goes back to wiremock's pool, and another test's
+    // server would then get this test's request.
+    let slack = fake_slack().await;
     let bot = SlackNotifier::bot(
         SecretString::from("xoxb-wrong-s3cret"),
-        &format!("{}/api", fake_slack().await.uri()),
+        &format!("{}/api", slack.uri()),
         "#alerts",
         Vec::new(),
         store,
@@ -1002,7 +1032,13 @@ async fn the_filter_keeps_what_does_not_match_out_of_slack() {
         let detail = deliver(&sink, &fixture(name)).await.expect("no error");
         assert_eq!(detail.as_deref() == Some("filtered"), !notified, "{name}");
     }
-    assert_eq!(bodies(&server).await.len(), 2);
+    let sent = bodies(&server).await;
+    assert_eq!(
+        sent.len(),
+        2,
+        "{:#?}",
+        sent.iter().map(|b| &b["text"]).collect::<Vec<_>>()
+    );
     let bad = Filter {
         alertname: "Node(".into(),
         ..Filter::default()

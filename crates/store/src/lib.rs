@@ -214,6 +214,11 @@ pub(crate) fn migrator() -> Migrator {
             "feedback",
             include_str!("../migrations/0005_feedback.sql"),
         ),
+        migration(
+            6,
+            "thread_root",
+            include_str!("../migrations/0006_thread_root.sql"),
+        ),
     ])
 }
 

@@ -513,6 +513,31 @@ impl Threads for PgStore {
             .ok_or_else(|| StoreError::Unavailable("the thread record vanished".into()))
     }
 
+    async fn save_root(&self, group_key: &str, sink: &str, body: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE threads SET root = $3 WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
+        )
+        .bind(group_key)
+        .bind(sink)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))
+        .map(drop)
+    }
+
+    async fn root(&self, group_key: &str, sink: &str) -> Result<Option<String>, StoreError> {
+        let root: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT root FROM threads WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
+        )
+        .bind(group_key)
+        .bind(sink)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))?;
+        Ok(root.flatten())
+    }
+
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE threads SET closed_at = $3 WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",

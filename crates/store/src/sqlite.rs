@@ -466,6 +466,28 @@ impl Threads for SqliteStore {
             .ok_or_else(|| StoreError::Unavailable("the thread record vanished".into()))
     }
 
+    async fn save_root(&self, group_key: &str, sink: &str, body: &str) -> Result<(), StoreError> {
+        let save = WriteQuery::new(
+            "UPDATE threads SET root = ?3 WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",
+        )
+        .bind(group_key.to_owned())
+        .bind(sink.to_owned())
+        .bind(body.to_owned());
+        self.execute(vec![save], false).await.map(drop)
+    }
+
+    async fn root(&self, group_key: &str, sink: &str) -> Result<Option<String>, StoreError> {
+        let root: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT root FROM threads WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",
+        )
+        .bind(group_key.to_owned())
+        .bind(sink.to_owned())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        Ok(root.flatten())
+    }
+
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {
         let close = WriteQuery::new(
             "UPDATE threads SET closed_at = ?3 WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",

@@ -767,8 +767,29 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
         Some(a.clone())
     );
 
+    // The incident's message as it reads, kept for the resolution's edit.
+    assert_eq!(h.threads.root(group, "slack").await.expect("read"), None);
+    h.threads
+        .save_root(group, "slack", "{\"text\":\"first look\"}")
+        .await
+        .expect("save");
+    h.threads
+        .save_root(group, "slack", "{\"text\":\"the analysis\"}")
+        .await
+        .expect("save");
+    let h = h.reopen().await;
+    assert_eq!(
+        h.threads
+            .root(group, "slack")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("{\"text\":\"the analysis\"}")
+    );
+
     // The resolution closes the incident: the group firing again starts a new thread.
     h.threads.close_thread(group, "slack").await.expect("close");
+    assert_eq!(h.threads.root(group, "slack").await.expect("read"), None);
     assert_eq!(h.threads.thread(group, "slack").await.expect("read"), None);
     let next = aiops_model::Thread {
         channel: "C1".into(),

@@ -230,6 +230,21 @@ pub fn distinct_payload(n: usize) -> String {
     payload.to_string()
 }
 
+/// Slack's `chat.update` on a fake Web API: ok, echoing the message's channel and ts (the edits aiops
+/// makes: the first look completed, an incident marked resolved).
+pub async fn mount_chat_update(slack: &wiremock::MockServer) {
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/api/chat.update"))
+        .respond_with(|request: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ok": true, "channel": body["channel"], "ts": body["ts"], "text": body["text"],
+            }))
+        })
+        .mount(slack)
+        .await;
+}
+
 /// A real Alertmanager (Debian package `prometheus-alertmanager`) with `config` (YAML), its data in
 /// `dir`, on a free loopback port, clustering off; and its URL.
 pub fn alertmanager(dir: &Path, config: &str) -> (Proc, String) {

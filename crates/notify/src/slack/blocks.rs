@@ -395,6 +395,39 @@ pub fn label_values(payload: &WebhookPayload, name: &str) -> Option<String> {
     }
 }
 
+/// The incident's message, as it read (`root`), edited for the resolution `n`: a "Resolved"
+/// header, no buttons, green, and a line with how long the group fired.
+pub fn resolved_root(root: &Value, n: &Notification<'_>) -> Value {
+    let doc = Document::new(n);
+    let fired = doc
+        .fired_for_secs
+        .map(|s| format!(" after {}", crate::document::human_duration(s)))
+        .unwrap_or_default();
+    let mut message = root.clone();
+    let line = format!("✅ Resolved{fired}");
+    if let Some(blocks) = message["blocks"].as_array_mut() {
+        blocks.retain(|b| b["type"] != "actions");
+        if let Some(text) = blocks
+            .first()
+            .filter(|b| b["type"] == "header")
+            .and_then(|b| b["text"]["text"].as_str().map(str::to_owned))
+        {
+            // The header's leading emoji (🔥, ⚠️, 🔔, ⏳) gives way to ✅.
+            let rest = text.split_once(' ').map_or(text.as_str(), |(_, r)| r);
+            blocks[0]["text"]["text"] = Value::String(truncate(&format!("✅ {rest}"), 150, ""));
+        }
+        blocks.push(context(&escape(&format!("{line}."))));
+    }
+    if let Some(attachments) = message["attachments"].as_array_mut() {
+        for a in attachments {
+            a["color"] = Value::String("#2EB67D".into());
+        }
+    }
+    let text = message["text"].as_str().unwrap_or("").to_owned();
+    message["text"] = Value::String(truncate(&format!("{line}: {text}"), MAX_FALLBACK_TEXT, ""));
+    message
+}
+
 fn resolution_blocks(doc: &Document) -> (Vec<Value>, Vec<Value>, String) {
     let fired = doc
         .fired_for_secs

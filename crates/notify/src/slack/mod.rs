@@ -202,6 +202,52 @@ impl SlackNotifier {
     }
 }
 
+/// Keeps the incident's message as it now reads (without where it is), for the resolution's edit.
+/// A failure costs only that edit, so it is logged, not returned.
+async fn keep_root(threads: &dyn Threads, group: &str, body: &Value) {
+    let mut root = body.clone();
+    if let Some(o) = root.as_object_mut() {
+        for key in ["channel", "ts", "thread_ts"] {
+            o.remove(key);
+        }
+    }
+    if let Err(e) = threads.save_root(group, SINK, &root.to_string()).await {
+        tracing::warn!(error = %e, "cannot keep the incident's message; its resolution will not edit it");
+    }
+}
+
+impl SlackNotifier {
+    /// Edits the incident's message for its resolution (`chat.update`): "Resolved after …", no
+    /// buttons. The reply in the thread is already posted, so a failure here is only logged.
+    async fn resolve_root(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        threads: &dyn Threads,
+        group: &str,
+        thread: &Thread,
+        notification: Notification<'_>,
+    ) {
+        let root = match threads.root(group, SINK).await {
+            Ok(Some(root)) => root,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the incident's message");
+                return;
+            }
+        };
+        let Ok(root) = serde_json::from_str::<Value>(&root) else {
+            return;
+        };
+        let mut body = blocks::resolved_root(&root, &notification);
+        body["channel"] = Value::String(thread.channel.clone());
+        body["ts"] = Value::String(thread.ts.clone());
+        if let Err(e) = self.call(api_url, token, "chat.update", &body).await {
+            tracing::warn!(error = %e, "cannot mark the incident's message resolved");
+        }
+    }
+}
+
 /// The channel of the first route whose labels all match the group, else the default.
 pub fn route<'a>(routes: &'a [Route], default: &'a str, payload: &WebhookPayload) -> &'a str {
     routes
@@ -266,14 +312,24 @@ impl Notifier for SlackNotifier {
                 let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
                 let resolved = notification.payload.status == AlertStatus::Resolved;
                 match (&thread, resolved) {
-                    // The incident is over: the group firing again starts a new thread.
-                    (Some(_), true) => threads.close_thread(group, SINK).await,
+                    // The incident is over: its message says so, and the group firing again
+                    // starts a new thread.
+                    (Some(t), true) => {
+                        self.resolve_root(api_url, token, threads.as_ref(), group, t, notification)
+                            .await;
+                        threads.close_thread(group, SINK).await
+                    }
                     (None, false) => {
                         let started = Thread {
                             channel,
                             ts: ts.clone(),
                         };
-                        threads.save_thread(group, SINK, &started).await.map(drop)
+                        let saved = threads.save_thread(group, SINK, &started).await;
+                        // The message is the incident's unless another delivery's won the race.
+                        if saved.as_ref().is_ok_and(|s| *s == started) {
+                            keep_root(threads.as_ref(), group, &body).await;
+                        }
+                        saved.map(drop)
                     }
                     _ => Ok(()),
                 }
@@ -323,10 +379,13 @@ impl Notifier for SlackNotifier {
                 channel: channel.clone(),
                 ts: ts.clone(),
             };
-            threads
+            let saved = threads
                 .save_thread(group, SINK, &started)
                 .await
                 .map_err(|e| StageError::retriable(format!("cannot record the thread: {e}")))?;
+            if saved == started {
+                keep_root(threads.as_ref(), group, &body).await;
+            }
         }
         Ok(Some(format!("{channel} {ts}")))
     }
@@ -348,6 +407,16 @@ impl Notifier for SlackNotifier {
         body["channel"] = Value::String(channel.to_owned());
         body["ts"] = Value::String(ts.to_owned());
         let (_, ts) = self.call(api_url, token, "chat.update", &body).await?;
+        if let Mode::Bot { threads, .. } = &self.mode {
+            let group = notification.payload.group_key.as_str();
+            if threads
+                .thread(group, SINK)
+                .await
+                .is_ok_and(|t| t.is_some_and(|t| t.ts == ts))
+            {
+                keep_root(threads.as_ref(), group, &body).await;
+            }
+        }
         Ok(Some(ts))
     }
 }
