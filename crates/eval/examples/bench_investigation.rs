@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use aiops_context::{ContextConfig, Gatherer, LokiConfig, PrometheusConfig};
-use aiops_eval::{Scenario, Served};
-use aiops_model::{Analyzer, ContextSource, SystemClock};
+use aiops_model::{Analyzer, ContextSource};
 use aiops_rca::{LlmAnalyzer, LlmConfig, RulesAnalyzer};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+// The tests' helper: a scenario served and the context stage pointed at it.
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 struct Script {
     turns: Vec<Value>,
@@ -59,28 +61,10 @@ async fn main() {
         .nth(1)
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
-    aiops_eval::check_installed().unwrap_or_else(|e| panic!("{e}"));
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../eval/scenarios/dependency-redis-refused");
-    let scenario = Scenario::load(&dir).expect("the scenario");
-    let now = aiops_eval::now();
-    let payload = scenario.payload(now).expect("its group");
-    let served = Served::start(&scenario, now).await.expect("served");
-    let stage = Arc::new(
-        Gatherer::new(
-            &ContextConfig::default(),
-            &PrometheusConfig {
-                url: served.prometheus.url.clone(),
-                ..PrometheusConfig::default()
-            },
-            &LokiConfig {
-                url: served.loki.url.clone(),
-                ..LokiConfig::default()
-            },
-            Arc::new(SystemClock),
-        )
-        .expect("valid"),
-    );
+    let (payload, served, stage) = support::stage(&dir).await;
+    let stage = Arc::new(stage);
     let context = stage.gather(&payload).await.expect("gathers");
     println!(
         "| tools | LLM requests | tool calls | request tokens sent (all requests, tools and schema included) | analysis p50 / max (ms) | per round p50 (ms) |"

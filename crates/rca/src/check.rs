@@ -526,12 +526,13 @@ impl LlmAnalyzer {
         let named = text.contains(&case.culprit.to_lowercase());
         let right = category == case.category;
         let cited: Vec<&str> = analysis.evidence.iter().map(|e| e.id.as_str()).collect();
+        let expected = match right {
+            true => String::new(),
+            false => format!(" (expected {})", case.category),
+        };
+        let names = if named { "names" } else { "does not name" };
         let detail = format!(
-            "{category}{}, {} {}, cites {}",
-            if right { "" } else { " (expected " }.to_owned()
-                + if right { "" } else { case.category.as_str() }
-                + if right { "" } else { ")" },
-            if named { "names" } else { "does not name" },
+            "{category}{expected}, {names} {}, cites {}",
             case.culprit,
             cited.join(", ")
         );

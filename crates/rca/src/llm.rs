@@ -70,6 +70,11 @@ enum Failure {
     /// The provider or model refused the request because it offered tools (it cannot call
     /// them): the analysis starts over single-shot.
     ToolsRefused(String),
+    /// A budget ran out (`tool_calls`, `rounds`, `prompt_tokens`, `deadline`, `daily_spend`).
+    Exhausted {
+        budget: &'static str,
+        reason: String,
+    },
     Failed(String),
 }
 
@@ -80,9 +85,23 @@ impl From<String> for Failure {
 }
 
 impl Failure {
-    fn into_reason(self) -> String {
+    fn exhausted(budget: &'static str, why: impl std::fmt::Display) -> Self {
+        Self::Exhausted {
+            budget,
+            reason: format!("LLM budget exhausted: {why}"),
+        }
+    }
+
+    fn reason(&self) -> &str {
         match self {
-            Self::ToolsRefused(m) | Self::Failed(m) => m,
+            Self::ToolsRefused(m) | Self::Failed(m) | Self::Exhausted { reason: m, .. } => m,
+        }
+    }
+
+    fn budget(&self) -> Option<&'static str> {
+        match self {
+            Self::Exhausted { budget, .. } => Some(budget),
+            _ => None,
         }
     }
 }
@@ -241,11 +260,13 @@ impl LlmAnalyzer {
                 (Some(_), false) => Offer::Withdrawn,
             };
             if investigator.is_some() && prompt_spent.saturating_add(size) > budget {
-                return Err(format!(
-                    "LLM budget exhausted: {} prompt tokens across rounds (llm.max_total_prompt_tokens {budget})",
-                    prompt_spent.saturating_add(size)
-                )
-                .into());
+                return Err(Failure::exhausted(
+                    "prompt_tokens",
+                    format_args!(
+                        "{} prompt tokens across rounds (llm.max_total_prompt_tokens {budget})",
+                        prompt_spent.saturating_add(size)
+                    ),
+                ));
             }
             prompt_spent = prompt_spent.saturating_add(size);
             let reply = self.complete(&messages, offer, tally).await?;
@@ -259,14 +280,15 @@ impl LlmAnalyzer {
                 break reply;
             }
             if offer != Offer::Tools {
-                return Err(format!(
-                    "LLM budget exhausted: {}/{} tool calls, {round}/{} rounds, and the model still \
-                     asks for tools",
-                    called.len(),
-                    self.config.max_tool_calls,
-                    self.config.max_rounds
-                )
-                .into());
+                return Err(Failure::exhausted(
+                    "rounds",
+                    format_args!(
+                        "{}/{} tool calls, {round}/{} rounds, and the model still asks for tools",
+                        called.len(),
+                        self.config.max_tool_calls,
+                        self.config.max_rounds
+                    ),
+                ));
             }
             messages.push(json!({
                 "role": "assistant",
@@ -326,7 +348,7 @@ impl LlmAnalyzer {
         context: &Context,
         tally: &Tally,
         called: &mut Vec<ToolCallRecord>,
-    ) -> Result<Analysis, String> {
+    ) -> Result<Analysis, Failure> {
         let tools = self.investigator.is_some()
             && self.config.tools_on().unwrap_or(false)
             && !self.tools_refused.load(Ordering::Relaxed);
@@ -339,11 +361,9 @@ impl LlmAnalyzer {
                          (llm.tools = \"off\" skips this probe)"
                     );
                 }
-                self.ask(payload, context, false, tally, called)
-                    .await
-                    .map_err(Failure::into_reason)
+                self.ask(payload, context, false, tally, called).await
             }
-            other => other.map_err(Failure::into_reason),
+            other => other,
         }
     }
 
@@ -485,7 +505,11 @@ impl LlmAnalyzer {
         let booking = self
             .budget
             .reserve(request_tokens, self.config.max_completion_tokens)
-            .await?;
+            .await
+            .map_err(|reason| Failure::Exhausted {
+                budget: "daily_spend",
+                reason,
+            })?;
         let retry_after = RetryAfter::default();
         let backoff = ExponentialBackoff::from_millis(2)
             .factor(250)
@@ -656,20 +680,6 @@ fn read_reply(text: &str) -> Result<Reply, String> {
     })
 }
 
-/// The budget a failure's reason names, if one ended the analysis.
-fn budget_of(reason: &str) -> Option<&'static str> {
-    let rest = reason.strip_prefix("LLM budget exhausted: ")?;
-    Some(if rest.starts_with("daily spend") {
-        "daily_spend"
-    } else if rest.contains("prompt tokens across rounds") {
-        "prompt_tokens"
-    } else if rest.contains("deadline") {
-        "deadline"
-    } else {
-        "rounds"
-    })
-}
-
 #[async_trait]
 impl Analyzer for LlmAnalyzer {
     fn is_slow(&self) -> bool {
@@ -705,16 +715,14 @@ impl Analyzer for LlmAnalyzer {
             )
             .await
             .unwrap_or_else(|_| {
-                Err(format!(
-                    "LLM budget exhausted: the analysis deadline of {secs}s (llm.deadline_secs)"
+                Err(Failure::exhausted(
+                    "deadline",
+                    format_args!("the analysis deadline of {secs}s (llm.deadline_secs)"),
                 ))
             }),
         };
-        let refused_for_budget = called.iter().any(|c| {
-            c.error
-                .as_deref()
-                .is_some_and(|e| e.contains("tool calls is spent"))
-        });
+        // Calls past `llm.max_tool_calls` were refused for that budget (see `run_tool`).
+        let refused_for_budget = called.len() > self.config.max_tool_calls as usize;
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let llm_requests = tally.sent.load(Ordering::Relaxed);
         let rounds = tally.turns.load(Ordering::Relaxed);
@@ -728,15 +736,17 @@ impl Analyzer for LlmAnalyzer {
                 self.cache.put(key, &analysis);
                 Ok(analysis)
             }
-            Err(reason) => {
+            Err(failure) => {
                 // The notification always goes out: the rules answer, and say why.
+                let reason = failure.reason();
                 tracing::warn!(%reason, "the LLM analysis failed; the rule-based analyzer answers");
                 let mut analysis = self.fallback.analyze_now(payload, context);
                 analysis.analyzer.fallback = true;
-                analysis.analyzer.budget_exhausted = budget_of(&reason)
+                analysis.analyzer.budget_exhausted = failure
+                    .budget()
                     .or(refused_for_budget.then_some("tool_calls"))
                     .map(str::to_owned);
-                analysis.analyzer.fallback_reason = Some(reason);
+                analysis.analyzer.fallback_reason = Some(reason.to_owned());
                 analysis.analyzer.tool_calls = called;
                 analysis.analyzer.model = Some(self.config.model.clone());
                 analysis.analyzer.latency_ms = latency_ms;
