@@ -75,6 +75,11 @@ impl Threads for Unopened {
             "check-config opens no store".into(),
         ))
     }
+    async fn set_resolved(&self, _: &str, _: &str, _: bool) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "check-config opens no store".into(),
+        ))
+    }
 }
 
 #[async_trait::async_trait]
@@ -240,13 +245,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let backend = open_store(&config, clock.clone()).await?;
     let stages = stages(&config, backend.threads, backend.ledger)?;
     let store = backend.store;
-    let worker = Arc::new(Worker::new(
-        store.clone(),
-        stages,
-        metrics.clone(),
-        clock.clone(),
-        config.worker.clone(),
-    ));
+    let worker = Arc::new(
+        Worker::new(
+            store.clone(),
+            stages,
+            metrics.clone(),
+            clock.clone(),
+            config.worker.clone(),
+        )
+        .with_flap_window(Duration::from_secs(config.notify.flap_window_secs)),
+    );
     let listener = std::net::TcpListener::bind(&config.server.listen)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;

@@ -266,6 +266,7 @@ async fn analyze_once(config: Config, input: &str, format: Output) -> anyhow::Re
         job_id: aiops_model::JobId::new(),
         payload: &payload,
         analysis: analysis.as_ref(),
+        firings: 1,
     };
     match format {
         Output::Text => print!("{}", Document::new(&notification).to_text()),

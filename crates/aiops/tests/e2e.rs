@@ -3,7 +3,9 @@
 //! Alertmanager (`prometheus-alertmanager`, configured from the repo's `alertmanager/alertmanager.yml`)
 //! posts the group to the real `aiops` binary with bearer auth, aiops queries the real Prometheus,
 //! and fakes of Loki, the LLM (OpenAI-compatible) and Slack's Web API answer in their wire formats.
-//! Flipping the metric back resolves the alert, and the resolution reaches Slack in the thread.
+//! Flipping the metric back resolves the alert, and the resolution reaches Slack in the thread;
+//! flipping it again makes the group flap: the same message and thread, "flapping ×2", no new LLM
+//! call (the evidence did not change).
 
 mod common;
 
@@ -21,6 +23,8 @@ const TOKEN: &str = "e2e-bearer-canary";
 const LLM_KEY: &str = "sk-e2e-llm-canary";
 const BOT_TOKEN: &str = "xoxb-e2e-bot-canary";
 const EXPR: &str = "checkout_error_ratio > 0.1";
+/// How long the fake LLM takes to answer.
+const LLM_DELAY: Duration = Duration::from_secs(3);
 
 /// Writes the metric node-exporter's textfile collector serves, atomically (rename).
 fn set_ratio(dir: &Path, value: f64) {
@@ -65,19 +69,22 @@ impl Respond for FakeLlm {
             "remediation": ["Check the payment gateway's status and fail over to the secondary."],
             "next_queries": [EXPR],
         });
-        ResponseTemplate::new(200).set_body_json(json!({
-            "id": "chatcmpl-e2e",
-            "object": "chat.completion",
-            "created": 1_790_000_000,
-            "model": "e2e-model",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.to_string()},
-                "logprobs": null,
-                "finish_reason": "stop",
-            }],
-            "usage": {"prompt_tokens": 1200, "completion_tokens": 200, "total_tokens": 1400},
-        }))
+        // A model's pace: the first look is in Slack well before the answer.
+        ResponseTemplate::new(200)
+            .set_delay(LLM_DELAY)
+            .set_body_json(json!({
+                "id": "chatcmpl-e2e",
+                "object": "chat.completion",
+                "created": 1_790_000_000,
+                "model": "e2e-model",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.to_string()},
+                    "logprobs": null,
+                    "finish_reason": "stop",
+                }],
+                "usage": {"prompt_tokens": 1200, "completion_tokens": 200, "total_tokens": 1400},
+            }))
     }
 }
 
@@ -210,9 +217,9 @@ fn alertmanager_config(aiops: &str, token_file: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_alert_becomes_an_rca_in_slack_and_its_resolution_follows_in_the_thread() {
-    tokio::time::timeout(Duration::from_secs(90), run())
+    tokio::time::timeout(Duration::from_secs(150), run())
         .await
-        .expect("the end-to-end run takes at most 90 s");
+        .expect("the end-to-end run takes at most 150 s");
 }
 
 async fn run() {
@@ -443,14 +450,68 @@ async fn run() {
         "no LLM call for a resolution"
     );
 
-    // Nothing more for the group: one message (the first look, its analysis, resolved) and one
-    // reply.
+    // The group flaps: it fires again within notify.flap_window_secs of its resolution, then
+    // resolves again. The same message and thread go on, "flapping ×2", and the evidence has not
+    // changed, so the analysis is reused: no first look, no new LLM call.
+    set_ratio(&textfiles, 0.37);
+    let sent = wait_for_messages(&slack, 6, Duration::from_secs(30), &logs).await;
+    let (again, followed) = (&sent[4], &sent[5]);
+    assert_eq!(again["thread_ts"], "1700000000.000100", "{again}");
+    let again_text = again["blocks"].to_string() + &again["attachments"].to_string();
+    assert!(again_text.contains("Flapping ×2"), "{again}");
+    assert!(
+        again_text.contains("reused: same evidence"),
+        "the earlier analysis, reused: {again}"
+    );
+    assert_eq!(
+        (followed["channel"].as_str(), followed["ts"].as_str()),
+        (Some("C0E2E"), Some("1700000000.000100")),
+        "the incident's message follows the incident: {followed}"
+    );
+    let header = followed["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        header.contains("CheckoutErrorRatioHigh") && !header.starts_with('✅'),
+        "firing again: {header}"
+    );
+    set_ratio(&textfiles, 0.01);
+    let sent = wait_for_messages(&slack, 8, Duration::from_secs(30), &logs).await;
+    let (resolved_again, edited_again) = (&sent[6], &sent[7]);
+    assert_eq!(resolved_again["thread_ts"], "1700000000.000100");
+    assert_eq!(edited_again["ts"], "1700000000.000100");
+    let edited_text = edited_again["blocks"].to_string();
+    assert!(
+        edited_again["blocks"][0]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("✅ CheckoutErrorRatioHigh"))
+            && edited_text.contains("Flapping ×2"),
+        "{edited_again}"
+    );
+    assert_eq!(
+        fake_llm.prompts.lock().expect("lock").len(),
+        1,
+        "one LLM call for the whole flapping incident"
+    );
+
+    // Nothing more for the group: one message (the first look, its analysis, resolved, firing
+    // again, resolved again) and its thread.
     let status = aiops.drain(Duration::from_secs(10)).await;
     assert_eq!(status["dead"], 0, "{status}");
-    assert_eq!(json_bodies(&slack).await.len(), 4);
+    let all = json_bodies(&slack).await;
+    assert_eq!(all.len(), 8);
+    let new_messages: Vec<&Value> = all
+        .iter()
+        .filter(|b| b.get("thread_ts").is_none() && b.get("ts").is_none())
+        .collect();
+    assert_eq!(new_messages.len(), 1, "one message: {new_messages:?}");
     let metrics = aiops.metrics().await;
     assert!(
-        metrics.contains("aiops_webhook_requests_total{result=\"accepted\"} 2"),
+        metrics.contains("aiops_webhook_requests_total{result=\"accepted\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aiops_analyses_total{analyzer=\"llm\",result=\"reused\"} 1"),
         "{metrics}"
     );
     for secret in [TOKEN, LLM_KEY, BOT_TOKEN] {

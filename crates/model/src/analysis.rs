@@ -24,6 +24,10 @@ pub struct Analysis {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<String>,
     pub analyzer: AnalyzerInfo,
+    /// [`crate::Context::digest`] of the evidence the analysis rests on (set by the worker): a
+    /// flapping group firing again with the same digest gets this analysis again, not a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_digest: Option<String>,
 }
 
 /// What kind of failure the analysis points to.
@@ -107,6 +111,10 @@ pub struct AnalyzerInfo {
     /// `deadline`, `daily_spend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_exhausted: Option<String>,
+    /// The job whose analysis this is, reused: the group fired again soon after it resolved (it
+    /// flaps) on the same evidence, so no analyzer ran (and no LLM was paid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<crate::JobId>,
 }
 
 /// One tool call of an investigation: what was asked, what came back, what it cost.

@@ -280,6 +280,63 @@ pub struct Finding<'a> {
 }
 
 impl Fact {
+    /// What the fact says without its measurements or times: the same cause seen again (the group
+    /// firing again an hour later, values a little different) has the same identity. Two contexts
+    /// whose facts have the same identities rest on the same evidence ([`crate::Context::digest`]).
+    pub fn identity(&self) -> String {
+        let subject = match self {
+            Self::Saturation {
+                resource, subject, ..
+            } => format!("{}|{subject}", resource.as_str()),
+            Self::Change {
+                kind,
+                subject,
+                what,
+                ..
+            } => format!("{}|{subject}|{what}", kind.as_str()),
+            Self::LogTemplate {
+                text,
+                source,
+                symptom,
+                ..
+            } => format!("{source}|{text}|{}", symptom.map_or("", Symptom::as_str)),
+            Self::DependencyFailure { name, symptom, .. } => {
+                format!("{name}|{}", symptom.as_str())
+            }
+            Self::Anomaly {
+                metric, subject, ..
+            } => format!("{metric}|{subject}"),
+            Self::PeerContrast { metric, .. } => metric.clone(),
+            Self::CommonFactor { label, value, .. } => format!("{label}={value}"),
+            Self::TargetDown { targets } => {
+                let mut t = targets.clone();
+                t.sort_unstable();
+                t.join(",")
+            }
+            Self::Termination {
+                subject, reason, ..
+            } => format!("{subject}|{reason}"),
+            Self::Lag { what, subject, .. } => format!("{what}|{subject}"),
+            Self::ErrorRatio { subject, .. } | Self::LatencyShift { subject, .. } => {
+                subject.clone()
+            }
+        };
+        format!("{}:{subject}", self.kind())
+    }
+
+    /// Whether the fact says what is wrong or where (a saturation, a change, a termination, a
+    /// failing dependency or target, a lag, a shared label, a log line naming a failure, the rule's
+    /// own signal), rather than measuring against a baseline (anomalies, peer contrasts, log
+    /// templates that name no failure): a flapping group's second firing sees a baseline its first
+    /// firing moved, so those come and go while the cause stays the same.
+    pub fn names_a_cause(&self) -> bool {
+        match self {
+            Self::Anomaly { .. } | Self::PeerContrast { .. } => false,
+            Self::LogTemplate { symptom, .. } => symptom.is_some(),
+            _ => true,
+        }
+    }
+
     /// The fact's kind, as the rules file names it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -166,6 +166,17 @@ impl ClaimedJob {
     }
 }
 
+/// A webhook job of an alert group as the group's history shows it ([`crate::Store::group_history`]),
+/// to tell a group that flaps (fires again soon after it resolved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEvent {
+    pub id: JobId,
+    pub status: AlertStatus,
+    pub received_at: OffsetDateTime,
+    /// The job has a stored analysis.
+    pub analyzed: bool,
+}
+
 /// How long each stage took, in milliseconds, for the last attempt that ran it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageTimings {

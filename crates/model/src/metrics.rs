@@ -296,10 +296,11 @@ impl Metrics {
 
     /// Counts a finished analysis and the tokens it spent.
     pub fn analysis(&self, info: &crate::AnalyzerInfo) {
-        let result = match (info.fallback, info.cached) {
-            (true, _) => "fallback",
-            (false, true) => "cached",
-            (false, false) => "ok",
+        let result = match (info.fallback, info.cached, info.reused_from.is_some()) {
+            (_, _, true) => "reused",
+            (true, _, _) => "fallback",
+            (false, true, _) => "cached",
+            (false, false, _) => "ok",
         };
         let analyzer = match info.fallback {
             true => "llm".to_owned(),

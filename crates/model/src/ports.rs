@@ -9,8 +9,8 @@ use crate::alertmanager::WebhookPayload;
 use crate::analysis::Analysis;
 use crate::context::Context;
 use crate::job::{
-    ClaimedJob, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord, NewJob, QueueCounts,
-    StageTimings,
+    ClaimedJob, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId, JobRecord, NewJob,
+    QueueCounts, StageTimings,
 };
 
 /// Why the store could not do what was asked.
@@ -89,6 +89,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_feedback(&self, id: JobId, feedback: &Feedback) -> Result<(), StoreError>;
     /// The jobs that got feedback, the most recently judged first, at most `limit`.
     async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError>;
+    /// The webhook jobs of `group_key` received up to job `until` (included), newest first, at most
+    /// `limit`: the group's recent history, to tell whether it flaps. A store that keeps no
+    /// history answers none (then no group flaps).
+    async fn group_history(
+        &self,
+        group_key: &str,
+        until: JobId,
+        limit: u32,
+    ) -> Result<Vec<GroupEvent>, StoreError> {
+        let _ = (group_key, until, limit);
+        Ok(Vec::new())
+    }
 }
 
 /// Renders a job as the page a person reads (`GET /analyses/{id}` with `Accept: text/html`).
@@ -127,8 +139,16 @@ pub trait Threads: Send + Sync + std::fmt::Debug {
         sink: &str,
         thread: &Thread,
     ) -> Result<Thread, StoreError>;
-    /// Closes a group's open thread (the incident resolved): the group firing again starts a new one.
+    /// Closes a group's open thread: the group firing again starts a new one.
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError>;
+    /// Marks a group's open thread resolved (the incident is over but may flap), or firing again
+    /// (it flapped: the group fired again soon after), keeping it open either way.
+    async fn set_resolved(
+        &self,
+        group_key: &str,
+        sink: &str,
+        resolved: bool,
+    ) -> Result<(), StoreError>;
     /// Keeps the open thread's message as it now reads (the sink's body), so that the resolution
     /// can edit it in place. Without a store: nothing is kept.
     async fn save_root(&self, group_key: &str, sink: &str, body: &str) -> Result<(), StoreError> {
@@ -216,6 +236,9 @@ pub struct Notification<'a> {
     pub job_id: JobId,
     pub payload: &'a WebhookPayload,
     pub analysis: Option<&'a Analysis>,
+    /// How many times the group has fired in this incident: 1, or more when it flaps (fired
+    /// again within `notify.flap_window_secs` of resolving). Sinks show "flapping ×N".
+    pub firings: u32,
 }
 
 /// A sink's first message for an alert group, which later notifications reply to.
@@ -225,6 +248,9 @@ pub struct Thread {
     pub channel: String,
     /// The message's id (a Slack `ts`).
     pub ts: String,
+    /// The incident resolved; the thread stays open in case the group flaps.
+    #[serde(default)]
+    pub resolved: bool,
 }
 
 /// A place analyses are delivered to.
@@ -237,13 +263,13 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// A first look while a slow analysis runs: the alert with the top findings and evidence, to be
     /// completed in place by [`Notifier::deliver_after`]. Answers what locates the message, or
     /// none when the sink cannot edit what it posted (it then posts once, the analysis).
+    /// The notification has no analysis yet.
     async fn first_look(
         &self,
-        job_id: JobId,
-        payload: &WebhookPayload,
+        notification: Notification<'_>,
         context: &Context,
     ) -> Result<Option<String>, StageError> {
-        let _ = (job_id, payload, context);
+        let _ = (notification, context);
         Ok(None)
     }
     /// Delivers the notification in place of the first look `first_look` located, if any.

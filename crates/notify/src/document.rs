@@ -27,6 +27,14 @@ pub struct Document {
     pub fired_for_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<Analysis>,
+    /// How many times the group fired in this incident; over 1 it flaps (it fired again within
+    /// `notify.flap_window_secs` of resolving).
+    #[serde(default = "one")]
+    pub firings: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Document {
@@ -60,6 +68,7 @@ impl Document {
             started_at,
             fired_for_secs,
             analysis: n.analysis.cloned(),
+            firings: n.firings.max(1),
         }
     }
 
@@ -70,6 +79,10 @@ impl Document {
             .get("severity")
             .map(|s| format!(" ({s})"))
             .unwrap_or_default();
+        let flapping = match self.firings {
+            0 | 1 => String::new(),
+            n => format!(" [flapping ×{n}]"),
+        };
         let mut out = match &self.analysis {
             None => {
                 let fired = self
@@ -77,13 +90,13 @@ impl Document {
                     .map(|s| format!(" after {}", human_duration(s)))
                     .unwrap_or_default();
                 format!(
-                    "[RESOLVED] {}{severity} resolved{fired} (job {})\n",
+                    "[RESOLVED] {}{severity} resolved{fired}{flapping} (job {})\n",
                     self.alertname, self.job_id
                 )
             }
             Some(a) => {
                 let mut out = format!(
-                    "[FIRING] {}{severity}: {} firing, {} resolved (job {})\n",
+                    "[FIRING] {}{severity}: {} firing, {} resolved{flapping} (job {})\n",
                     self.alertname, self.alerts_firing, self.alerts_resolved, self.job_id
                 );
                 out.push_str(&format!("Summary: {}\n", a.summary));
@@ -127,7 +140,15 @@ impl Document {
                     (true, None) => ", fallback".to_owned(),
                     (false, _) => String::new(),
                 };
-                out.push_str(&format!("Analyzer: {}{model}{fallback}\n", a.analyzer.name));
+                let reused = a
+                    .analyzer
+                    .reused_from
+                    .map(|j| format!(", reused from job {j} (same evidence)"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "Analyzer: {}{model}{fallback}{reused}\n",
+                    a.analyzer.name
+                ));
                 out
             }
         };
@@ -161,6 +182,7 @@ mod tests {
             job_id: JobId::new(),
             payload: &payload,
             analysis: None,
+            firings: 1,
         });
         assert_eq!(doc.kind, "resolved");
         let fired = doc.fired_for_secs.expect("duration");

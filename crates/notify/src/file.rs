@@ -165,6 +165,7 @@ mod tests {
             job_id: JobId::new(),
             payload: &payload,
             analysis: None,
+            firings: 1,
         };
         let sink = FileNotifier::open(&path).expect("opens");
         sink.deliver(n).await.expect("delivers");

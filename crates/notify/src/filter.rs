@@ -2,7 +2,7 @@
 //! matter (the seed design's "critical alerts only", by configuration); every job is still stored,
 //! analyzed and visible in the history, and the local sinks (stdout, file) still get it.
 
-use aiops_model::{Context, JobId, Notification, Notifier, StageError, WebhookPayload};
+use aiops_model::{Context, Notification, Notifier, StageError, WebhookPayload};
 use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -105,12 +105,11 @@ impl<N: Notifier> Notifier for Filtered<N> {
 
     async fn first_look(
         &self,
-        job_id: JobId,
-        payload: &WebhookPayload,
+        notification: Notification<'_>,
         context: &Context,
     ) -> Result<Option<String>, StageError> {
-        match self.allows(payload) {
-            true => self.inner.first_look(job_id, payload, context).await,
+        match self.allows(notification.payload) {
+            true => self.inner.first_look(notification, context).await,
             false => Ok(None),
         }
     }

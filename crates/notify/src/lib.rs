@@ -60,6 +60,15 @@ pub struct NotifyConfig {
     /// What gets notified through Slack and the webhook; every job is still stored and analyzed.
     #[serde(default)]
     pub filter: Filter,
+    /// A group that fires again within this many seconds of its resolution flaps: its incident goes
+    /// on (the same Slack message and thread, "flapping ×N") and its analysis is reused unless the
+    /// evidence changed. 0: every firing after a resolution is a new incident.
+    #[serde(default = "default_flap_window_secs")]
+    pub flap_window_secs: u64,
+}
+
+fn default_flap_window_secs() -> u64 {
+    1800
 }
 
 fn default_true() -> bool {
@@ -74,6 +83,7 @@ impl Default for NotifyConfig {
             file: String::new(),
             public_url: String::new(),
             filter: Filter::default(),
+            flap_window_secs: default_flap_window_secs(),
         }
     }
 }

@@ -59,6 +59,7 @@ fn page(job: &JobRecord, links: &Links) -> Markup {
             job_id: job.id,
             payload: p,
             analysis: job.analysis.as_ref(),
+            firings: 1,
         })
     });
     let status = match job.status {

@@ -332,6 +332,7 @@ async fn post(
         job_id,
         payload,
         analysis: Some(analysis),
+        firings: 1,
     };
     if let Err(e) = sink.deliver(notification).await {
         panic!("{}: Slack rejected the message: {e}", payload.alertname());
@@ -575,6 +576,7 @@ async fn deliver(
         job_id: JobId::new(),
         payload,
         analysis: analysis.as_ref(),
+        firings: 1,
     })
     .await
 }
@@ -828,6 +830,18 @@ impl Threads for MemoryThreads {
         threads.remove(&(group.to_owned(), sink.to_owned()));
         Ok(())
     }
+    async fn set_resolved(
+        &self,
+        group: &str,
+        sink: &str,
+        resolved: bool,
+    ) -> Result<(), StoreError> {
+        let mut threads = self.0.lock().expect("lock");
+        if let Some(t) = threads.get_mut(&(group.to_owned(), sink.to_owned())) {
+            t.resolved = resolved;
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -853,8 +867,122 @@ async fn the_bot_sink_keeps_its_threads_through_the_threads_port_alone() {
     assert_eq!(sent[2]["thread_ts"], ts.as_str());
     assert_eq!(
         threads.thread(group, "slack").await.expect("read"),
-        None,
-        "closed"
+        Some(Thread {
+            channel: "CALERTS".into(),
+            ts: ts.clone(),
+            resolved: true,
+        }),
+        "resolved, and kept in case the group flaps"
+    );
+}
+
+/// Delivers `payload` as the worker does for the `firings`-th firing of its incident.
+async fn deliver_firing(
+    sink: &dyn Notifier,
+    payload: &WebhookPayload,
+    firings: u32,
+) -> Result<Option<String>, StageError> {
+    let analysis = (payload.status == aiops_model::AlertStatus::Firing).then(|| analysis(payload));
+    sink.deliver(Notification {
+        job_id: JobId::new(),
+        payload,
+        analysis: analysis.as_ref(),
+        firings,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_flapping_group_goes_on_in_its_message_and_thread() {
+    let server = fake_slack().await;
+    let dir = temp_store_dir();
+    let store = open_store(&dir, clock()).await;
+    let sink = bot_sink(&server, store.clone(), Vec::new());
+    let firing = fixture("target-down-group-firing.json");
+    let resolved = fixture("target-down-group-resolved.json");
+    let group = firing.group_key.as_str();
+    let ts = deliver_firing(&sink, &firing, 1)
+        .await
+        .expect("posted")
+        .expect("ts");
+    deliver_firing(&sink, &resolved, 1).await.expect("resolved");
+    // Fired again within the window (the worker counts the second firing), then resolved again.
+    deliver_firing(&sink, &firing, 2)
+        .await
+        .expect("fired again");
+    deliver_firing(&sink, &resolved, 2)
+        .await
+        .expect("resolved again");
+    let sent: Vec<(String, Value)> = server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| {
+            let method = r.url.path().rsplit('/').next().unwrap_or("").to_owned();
+            (method, serde_json::from_slice(&r.body).expect("JSON"))
+        })
+        .collect();
+    let calls: Vec<&str> = sent.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        calls,
+        [
+            "chat.postMessage", // the incident's message
+            "chat.postMessage", // the resolution, in its thread
+            "chat.update",      // the message: resolved
+            "chat.postMessage", // fired again, in the same thread
+            "chat.update",      // the message follows: firing, flapping ×2
+            "chat.postMessage", // resolved again, in the thread
+            "chat.update",      // the message: resolved, flapping ×2
+        ]
+    );
+    for (i, (method, body)) in sent.iter().enumerate() {
+        match method.as_str() {
+            "chat.update" => assert_eq!(body["ts"], ts.as_str(), "request {i} edits the message"),
+            _ if i == 0 => assert!(body.get("thread_ts").is_none()),
+            _ => assert_eq!(
+                body["thread_ts"],
+                ts.as_str(),
+                "request {i} replies in the thread"
+            ),
+        }
+    }
+    let text = |i: usize| block_texts(&all_blocks(&sent[i].1)).join("\n");
+    assert!(!text(2).contains("Flapping"), "{}", text(2));
+    for i in [3, 4, 5, 6] {
+        assert!(text(i).contains("Flapping ×2"), "request {i}: {}", text(i));
+    }
+    let header = |i: usize| {
+        sent[i].1["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(!header(4).starts_with('✅'), "firing again: {}", header(4));
+    assert!(header(6).starts_with('✅'), "resolved again: {}", header(6));
+    assert!(
+        all_blocks(&sent[4].1)
+            .iter()
+            .any(|b| b["type"] == "actions"),
+        "firing again, the buttons are back"
+    );
+
+    // Firing again after the window (the worker counts a first firing): a new incident, a new
+    // message, a new thread.
+    let next = deliver_firing(&sink, &firing, 1)
+        .await
+        .expect("a new incident")
+        .expect("ts");
+    assert_ne!(next, ts);
+    let last = bodies(&server).await.pop().expect("a request");
+    assert!(last.get("thread_ts").is_none(), "{last}");
+    assert_eq!(
+        store
+            .thread(group, "slack")
+            .await
+            .expect("read")
+            .map(|t| t.ts),
+        Some(next)
     );
 }
 
@@ -1208,6 +1336,7 @@ fn with_interactivity_an_analysis_carries_the_buttons_with_its_job_id() {
                 job_id,
                 payload: &payload,
                 analysis,
+                firings: 1,
             },
             &Links {
                 interactive,
@@ -1361,7 +1490,8 @@ async fn bot_mode_posts_a_first_look_then_the_analysis_in_place() {
         threads.thread(group, "slack").await.expect("read"),
         Some(aiops_model::Thread {
             channel: "CALERTS".into(),
-            ts: "1700000000.000100".into()
+            ts: "1700000000.000100".into(),
+            resolved: false,
         }),
         "the first look is the incident's message: later notifications reply to it"
     );

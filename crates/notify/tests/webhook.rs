@@ -39,6 +39,7 @@ async fn posts_the_document_as_json() {
             job_id,
             payload: &payload,
             analysis: None,
+            firings: 1,
         })
         .await
         .expect("2xx");
@@ -66,6 +67,7 @@ async fn server_errors_are_retriable_client_errors_are_not_and_the_url_never_lea
         job_id: JobId::new(),
         payload: &payload,
         analysis: None,
+        firings: 1,
     };
     for (status, retriable) in [
         (500, true),
@@ -124,6 +126,7 @@ async fn sends_the_authorization_header_and_retries_a_503_within_the_delivery() 
             job_id: JobId::new(),
             payload: &payload,
             analysis: None,
+            firings: 1,
         })
         .await
         .expect("delivered on the retry");

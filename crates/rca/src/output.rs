@@ -135,6 +135,7 @@ pub fn parse(content: &str, context: &Context, info: AnalyzerInfo) -> Result<Ana
         remediation,
         next_queries: draft.next_queries,
         analyzer: info,
+        evidence_digest: None,
     })
 }
 

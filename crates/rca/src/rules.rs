@@ -506,6 +506,7 @@ impl RulesAnalyzer {
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 ..AnalyzerInfo::default()
             },
+            evidence_digest: None,
         }
     }
 

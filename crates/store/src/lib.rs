@@ -219,6 +219,11 @@ pub(crate) fn migrator() -> Migrator {
             "thread_root",
             include_str!("../migrations/0006_thread_root.sql"),
         ),
+        migration(
+            7,
+            "flapping",
+            include_str!("../migrations/0007_flapping.sql"),
+        ),
     ])
 }
 

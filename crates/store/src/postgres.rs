@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord,
-    JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId,
+    JobRecord, JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -29,8 +29,8 @@ use crate::StoreConfig;
 use crate::health::{PROBE_SQL, WriteHealth};
 use crate::plan::{Enqueue, admit, outcomes};
 use crate::rows::{
-    JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, feedback, millis,
-    queue_counts, record, secs_to_ms, thread_of, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed, db_error, delivery, duration_ms, feedback, group_event,
+    history_until, millis, queue_counts, record, secs_to_ms, thread_of, to_json,
 };
 
 /// Enqueue requests waiting for the batcher beyond this make callers wait (backpressure).
@@ -388,6 +388,27 @@ impl Store for PgStore {
         Ok(Some(job))
     }
 
+    async fn group_history(
+        &self,
+        group_key: &str,
+        until: JobId,
+        limit: u32,
+    ) -> Result<Vec<GroupEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, status, created_at, analysis IS NOT NULL AS analyzed FROM jobs
+             WHERE group_key = $1 AND source = 'webhook'
+               AND created_at <= (SELECT created_at FROM jobs WHERE id = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(group_key)
+        .bind(until.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))?;
+        history_until(rows.iter().map(group_event), until)
+    }
+
     async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT job_id FROM feedback GROUP BY job_id ORDER BY MAX(at) DESC LIMIT $1",
@@ -479,7 +500,7 @@ impl Store for PgStore {
 impl Threads for PgStore {
     async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
         let row = sqlx::query(
-            "SELECT channel, ts FROM threads WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
+            "SELECT channel, ts, resolved_at FROM threads WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
         )
         .bind(group_key)
         .bind(sink)
@@ -536,6 +557,24 @@ impl Threads for PgStore {
         .await
         .map_err(|e| db_error(&e))?;
         Ok(root.flatten())
+    }
+
+    async fn set_resolved(
+        &self,
+        group_key: &str,
+        sink: &str,
+        resolved: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE threads SET resolved_at = $3 WHERE group_key = $1 AND sink = $2 AND closed_at IS NULL",
+        )
+        .bind(group_key)
+        .bind(sink)
+        .bind(resolved.then(|| self.now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| db_error(&e))
+        .map(drop)
     }
 
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {

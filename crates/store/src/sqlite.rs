@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord,
-    JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId,
+    JobRecord, JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,8 +22,8 @@ use crate::StoreConfig;
 use crate::dedup::DedupKeys;
 use crate::health::{PROBE_SQL, WriteHealth};
 use crate::rows::{
-    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, feedback, queue_counts,
-    record, secs_to_ms, thread_of, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, feedback, group_event,
+    history_until, queue_counts, record, secs_to_ms, thread_of, to_json,
 };
 pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
@@ -357,6 +357,27 @@ impl Store for SqliteStore {
         Ok(Some(job))
     }
 
+    async fn group_history(
+        &self,
+        group_key: &str,
+        until: JobId,
+        limit: u32,
+    ) -> Result<Vec<GroupEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, status, created_at, analysis IS NOT NULL AS analyzed FROM jobs
+             WHERE group_key = ?1 AND source = 'webhook'
+               AND created_at <= (SELECT created_at FROM jobs WHERE id = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(group_key.to_owned())
+        .bind(until.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        history_until(rows.iter().map(group_event), until)
+    }
+
     async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT job_id FROM feedback GROUP BY job_id ORDER BY MAX(at) DESC LIMIT ?1",
@@ -435,7 +456,7 @@ impl Store for SqliteStore {
 #[async_trait]
 impl Threads for SqliteStore {
     async fn thread(&self, group_key: &str, sink: &str) -> Result<Option<Thread>, StoreError> {
-        let row = sqlx::query("SELECT channel, ts FROM threads WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL")
+        let row = sqlx::query("SELECT channel, ts, resolved_at FROM threads WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL")
             .bind(group_key.to_owned())
             .bind(sink.to_owned())
             .fetch_optional(&self.read)
@@ -486,6 +507,21 @@ impl Threads for SqliteStore {
         .await
         .map_err(|e| db_error(&e))?;
         Ok(root.flatten())
+    }
+
+    async fn set_resolved(
+        &self,
+        group_key: &str,
+        sink: &str,
+        resolved: bool,
+    ) -> Result<(), StoreError> {
+        let set = WriteQuery::new(
+            "UPDATE threads SET resolved_at = ?3 WHERE group_key = ?1 AND sink = ?2 AND closed_at IS NULL",
+        )
+        .bind(group_key.to_owned())
+        .bind(sink.to_owned())
+        .bind(resolved.then(|| self.now()));
+        self.execute(vec![set], false).await.map(drop)
     }
 
     async fn close_thread(&self, group_key: &str, sink: &str) -> Result<(), StoreError> {

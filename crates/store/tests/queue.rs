@@ -745,10 +745,12 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
     let first = aiops_model::Thread {
         channel: "C1".into(),
         ts: "1700000000.000100".into(),
+        resolved: false,
     };
     let second = aiops_model::Thread {
         channel: "C1".into(),
         ts: "1700000001.000200".into(),
+        resolved: false,
     };
     let (a, b) = tokio::join!(
         h.threads.save_thread(group, "slack", &first),
@@ -787,13 +789,45 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
         Some("{\"text\":\"the analysis\"}")
     );
 
-    // The resolution closes the incident: the group firing again starts a new thread.
+    // The resolution marks it resolved and keeps it (the group may flap); firing again soon
+    // after reopens it.
+    h.threads
+        .set_resolved(group, "slack", true)
+        .await
+        .expect("resolve");
+    let h = h.reopen().await;
+    let resolved = h.threads.thread(group, "slack").await.expect("read");
+    assert_eq!(
+        resolved,
+        Some(aiops_model::Thread {
+            resolved: true,
+            ..a.clone()
+        })
+    );
+    assert!(
+        h.threads
+            .root(group, "slack")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    h.threads
+        .set_resolved(group, "slack", false)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        h.threads.thread(group, "slack").await.expect("read"),
+        Some(a.clone())
+    );
+
+    // Closed (the group fired again after the flap window): firing again starts a new thread.
     h.threads.close_thread(group, "slack").await.expect("close");
     assert_eq!(h.threads.root(group, "slack").await.expect("read"), None);
     assert_eq!(h.threads.thread(group, "slack").await.expect("read"), None);
     let next = aiops_model::Thread {
         channel: "C1".into(),
         ts: "1700009999.000300".into(),
+        resolved: false,
     };
     let stored = h
         .threads
@@ -805,6 +839,84 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
         "a closed thread does not block the next incident"
     );
     assert_ne!(stored, a);
+}
+
+async fn a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job(backend: Backend) {
+    let h = harness(backend, StoreConfig::default()).await;
+    let in_group = |key: &str, status: AlertStatus, source: JobSource| NewJob {
+        group_key: "flapping".into(),
+        status,
+        source,
+        ..job(key)
+    };
+    // Fired (and analyzed), resolved, fired again; then a manual analysis, another group, and a
+    // job received after the one asked about.
+    let fired = h
+        .store
+        .enqueue(vec![in_group(
+            "f1",
+            AlertStatus::Firing,
+            JobSource::Webhook,
+        )])
+        .await
+        .expect("enqueue")[0]
+        .job_id();
+    h.claim("w").await;
+    let analysis = aiops_rca::analyze_by_rules(&payload(), &aiops_model::Context::default());
+    let analyzed = AttemptEnd {
+        analysis: Some(&analysis),
+        ..end()
+    };
+    h.store
+        .complete(fired, "w", analyzed)
+        .await
+        .expect("complete");
+    let mut ids = vec![fired];
+    for (key, status, source) in [
+        ("r1", AlertStatus::Resolved, JobSource::Webhook),
+        ("m1", AlertStatus::Firing, JobSource::Manual),
+        ("f2", AlertStatus::Firing, JobSource::Webhook),
+        ("f3", AlertStatus::Firing, JobSource::Webhook),
+    ] {
+        h.clock.advance(Duration::from_secs(60));
+        let id = h
+            .store
+            .enqueue(vec![in_group(key, status, source)])
+            .await
+            .expect("enqueue")[0]
+            .job_id();
+        ids.push(id);
+    }
+    h.store.enqueue(vec![job("other")]).await.expect("enqueue");
+    let until = ids[3];
+    let history = h
+        .store
+        .group_history("flapping", until, 10)
+        .await
+        .expect("history");
+    let seen: Vec<_> = history
+        .iter()
+        .map(|e| (e.id, e.status, e.analyzed))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (ids[3], AlertStatus::Firing, false),
+            (ids[1], AlertStatus::Resolved, false),
+            (fired, AlertStatus::Firing, true),
+        ],
+        "the webhook jobs up to f2, newest first; the manual one and later jobs are not history"
+    );
+    assert_eq!(
+        history[0].received_at - history[1].received_at,
+        time::Duration::minutes(2)
+    );
+    let limited = h
+        .store
+        .group_history("flapping", until, 2)
+        .await
+        .expect("history");
+    assert_eq!(limited.len(), 2);
 }
 
 async fn the_llm_spend_adds_up_per_day_across_bookings_and_reopening(backend: Backend) {
@@ -870,5 +982,6 @@ on_every_backend!(
     purging_removes_expired_dedup_keys_and_old_history_only,
     the_first_thread_of_a_group_wins_and_survives_reopening,
     the_llm_spend_adds_up_per_day_across_bookings_and_reopening,
+    a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job,
     feedback_is_kept_with_its_job_in_order_and_refused_for_an_unknown_one,
 );

@@ -10,6 +10,8 @@
 //! it gets.
 #![forbid(unsafe_code)]
 
+pub mod flap;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 use aiops_model::alertmanager::AlertStatus;
 use aiops_model::{
     Analysis, Analyzer, AttemptEnd, ClaimedJob, Clock, ContextSource, DeliveryRecord, JobId,
-    Metrics, Notification, Notifier, StageError, StageTimings, Store, StoreError, WebhookPayload,
-    first_look_sink,
+    JobSource, Metrics, Notification, Notifier, StageError, StageTimings, Store, StoreError,
+    WebhookPayload, first_look_sink,
 };
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,14 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+use crate::flap::Incident;
+
+/// The default of `notify.flap_window_secs`: a group firing again this soon after it resolved
+/// flaps (its incident goes on).
+pub const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(1800);
+/// The group history read to tell a flapping group.
+const HISTORY: u32 = 50;
 
 /// After the grace, how long a claim under way may take to finish before the loops are cut.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
@@ -191,6 +201,7 @@ pub struct Worker {
     config: WorkerConfig,
     owner: String,
     in_flight: Mutex<HashSet<JobId>>,
+    flap_window: Duration,
 }
 
 impl Worker {
@@ -213,7 +224,15 @@ impl Worker {
             config,
             owner,
             in_flight: Mutex::default(),
+            flap_window: DEFAULT_FLAP_WINDOW,
         }
+    }
+
+    /// A group firing again within `window` of its resolution flaps (`notify.flap_window_secs`).
+    #[must_use]
+    pub fn with_flap_window(mut self, window: Duration) -> Self {
+        self.flap_window = window;
+        self
     }
 
     /// Claims one due job and runs it to an outcome. `Ok(None)` means nothing was due.
@@ -401,8 +420,9 @@ impl Worker {
         span.record("group_key", payload.group_key.as_str());
         span.record("alertname", payload.alertname());
 
+        let incident = self.incident(job, &payload).await;
         if payload.status == AlertStatus::Firing && job.analysis.is_none() {
-            progress.analysis = Some(self.analyze(job, &payload, progress).await?);
+            progress.analysis = Some(self.analyze(job, &payload, incident, progress).await?);
         }
         // A resolution needs no analysis: the notifier reports how long the group fired.
         let analysis = match payload.status {
@@ -413,6 +433,7 @@ impl Worker {
             job_id: job.id,
             payload: &payload,
             analysis,
+            firings: incident.firings,
         };
         let started = Instant::now();
         let delivered = self
@@ -428,10 +449,59 @@ impl Worker {
         delivered
     }
 
+    /// Where the job stands in its group's incident (does the group flap?). Manual analyses are not
+    /// part of it; an unreadable history makes the job its incident's first firing.
+    async fn incident(&self, job: &ClaimedJob, payload: &WebhookPayload) -> Incident {
+        if job.source != JobSource::Webhook || self.flap_window.is_zero() {
+            return Incident::SINGLE;
+        }
+        match self
+            .store
+            .group_history(&payload.group_key, job.id, HISTORY)
+            .await
+        {
+            Ok(history) => flap::incident(&history, self.flap_window),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group's history; it is taken not to flap");
+                Incident::SINGLE
+            }
+        }
+    }
+
+    /// The analysis of the incident's earlier firing, when the group flaps, the analyzer is slow (a
+    /// model: the rules cost nothing to run again) and the evidence is the same.
+    async fn reusable(&self, incident: Incident, digest: &str) -> Option<Analysis> {
+        let previous = incident.previous.filter(|_| incident.firings > 1)?;
+        if !self.stages.analyzer.is_slow() {
+            return None;
+        }
+        let record = match self.store.get(previous).await {
+            Ok(record) => record?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the earlier analysis; analyzing again");
+                return None;
+            }
+        };
+        let mut analysis = record.analysis?;
+        if analysis.evidence_digest.as_deref() != Some(digest) {
+            tracing::info!(%previous, "the group flaps and the evidence changed: analyzing again");
+            return None;
+        }
+        let info = &mut analysis.analyzer;
+        info.reused_from = info.reused_from.or(Some(previous));
+        info.prompt_tokens = 0;
+        info.completion_tokens = 0;
+        info.llm_requests = 0;
+        info.rounds = 0;
+        info.latency_ms = 0;
+        Some(analysis)
+    }
+
     async fn analyze(
         &self,
         job: &ClaimedJob,
         payload: &WebhookPayload,
+        incident: Incident,
         progress: &mut Progress,
     ) -> Result<Analysis, Failure> {
         let timings = &mut progress.timings;
@@ -443,8 +513,20 @@ impl Worker {
             stage: "context",
             error,
         })?;
+        let digest = context.digest();
+        if let Some(analysis) = self.reusable(incident, &digest).await {
+            tracing::info!(reused_from = ?analysis.analyzer.reused_from, firings = incident.firings, "the group flaps on the same evidence: its analysis is reused");
+            self.metrics.analysis(&analysis.analyzer);
+            return Ok(analysis);
+        }
         if self.stages.analyzer.is_slow() {
-            self.first_look(job, payload, &context, &mut progress.first_looks)
+            let notification = Notification {
+                job_id: job.id,
+                payload,
+                analysis: None,
+                firings: incident.firings,
+            };
+            self.first_look(job, notification, &context, &mut progress.first_looks)
                 .await?;
         }
         let timings = &mut progress.timings;
@@ -456,6 +538,10 @@ impl Worker {
         if let Ok(a) = &analysis {
             self.metrics.analysis(&a.analyzer);
         }
+        let analysis = analysis.map(|mut a| {
+            a.evidence_digest = Some(digest);
+            a
+        });
         analysis.map_err(|error| Failure::Stage {
             stage: "rca",
             error,
@@ -468,7 +554,7 @@ impl Worker {
     async fn first_look(
         &self,
         job: &ClaimedJob,
-        payload: &WebhookPayload,
+        notification: Notification<'_>,
         context: &aiops_model::Context,
         posted: &mut Vec<(String, String)>,
     ) -> Result<(), Failure> {
@@ -477,7 +563,7 @@ impl Worker {
             if job.delivered_to(sink.name()) || job.delivered_to(&name) {
                 continue;
             }
-            match sink.first_look(job.id, payload, context).await {
+            match sink.first_look(notification, context).await {
                 Ok(Some(located)) => {
                     let record = DeliveryRecord {
                         sink: name,

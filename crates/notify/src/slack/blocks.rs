@@ -7,7 +7,7 @@
 //! context line (analyzer, model, tokens, tool calls, latency, fallback). The top-level `text` is the
 //! notification's fallback, and what Mattermost (which ignores blocks) shows.
 
-use aiops_model::{Analysis, Context, JobId, Notification, WebhookPayload};
+use aiops_model::{Analysis, Context, Notification, WebhookPayload};
 use serde_json::{Value, json};
 
 use crate::Document;
@@ -62,6 +62,9 @@ pub fn message(n: &Notification<'_>, links: &Links) -> Value {
         None => resolution_blocks(&doc),
     };
     let mut top = top;
+    if let Some(line) = flapping(n.firings) {
+        top.insert(1, line);
+    }
     let mut detail = detail;
     fit(&mut top, &mut detail, &see);
     if links.interactive && n.analysis.is_some() {
@@ -77,6 +80,15 @@ pub fn message(n: &Notification<'_>, links: &Links) -> Value {
         }],
         "unfurl_links": false,
         "unfurl_media": false,
+    })
+}
+
+/// "Flapping ×N" for a group that fired again soon after it resolved (one incident, one message).
+fn flapping(firings: u32) -> Option<Value> {
+    (firings > 1).then(|| {
+        context(&format!(
+            "🔁 *Flapping ×{firings}*: the group fired again soon after it resolved"
+        ))
     })
 }
 
@@ -177,13 +189,11 @@ const FIRST_LOOK_SHOWN: usize = 3;
 
 /// The first look (bot mode, a slow analyzer): the alert, the top findings and evidence the
 /// context stage found, and "analysis running"; the analysis replaces it in place.
-pub fn first_look(job_id: JobId, payload: &WebhookPayload, ctx: &Context, links: &Links) -> Value {
-    let doc = Document::new(&Notification {
-        job_id,
-        payload,
-        analysis: None,
-    });
+pub fn first_look(n: &Notification<'_>, ctx: &Context, links: &Links) -> Value {
+    let (job_id, payload) = (n.job_id, n.payload);
+    let doc = Document::new(n);
     let mut blocks = vec![header(&title("⏳", payload, &doc))];
+    blocks.extend(flapping(n.firings));
     blocks.extend(label_fields(payload));
     let sources = ctx.evidence.len();
     let failed = ctx.failures.len();
@@ -347,6 +357,9 @@ fn analysis_blocks(
     ctx.push(format!("{} ms", info.latency_ms));
     if info.cached {
         ctx.push("cached".into());
+    }
+    if info.reused_from.is_some() {
+        ctx.push("analysis of the earlier firing, reused: same evidence, no new analysis".into());
     }
     if info.fallback {
         ctx.push(match &info.fallback_reason {

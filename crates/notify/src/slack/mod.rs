@@ -7,9 +7,11 @@
 //!   analysis replaces it with `chat.update`. `chat.postMessage` goes to a channel chosen by the group's labels
 //!   (`slack.routes`, else `slack.channel`). The first message of an incident (an alert group) is
 //!   posted to the channel and its `ts` is stored; the repeats, partial resolutions and the resolution
-//!   reply in its thread. The resolution closes the incident: the group firing again later starts a
-//!   new thread. A resolution without a thread (its firing was never posted) is a message of its
-//!   own. The Web API answers HTTP 200 with `ok: false` and an `error` for its own failures; `ratelimited` and the other transient errors are retried like a 429, in the same
+//!   reply in its thread, and the resolution edits the message (✅, "Resolved after …"). A group
+//!   that fires again within `notify.flap_window_secs` of its resolution flaps: the same message
+//!   and thread go on ("flapping ×N"; the message follows the latest firing); firing again later
+//!   starts a new incident, a new message. A resolution without a thread (its firing was never
+//!   posted) is a message of its own. The Web API answers HTTP 200 with `ok: false` and an `error` for its own failures; `ratelimited` and the other transient errors are retried like a 429, in the same
 //!   loop and no sooner than Slack's `Retry-After`.
 //!
 //! Mattermost accepts the same incoming-webhook payload: it shows the top-level `text` and the
@@ -22,9 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{
-    Context, JobId, Notification, Notifier, StageError, Thread, Threads, WebhookPayload,
-};
+use aiops_model::{Context, Notification, Notifier, StageError, Thread, Threads, WebhookPayload};
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -248,6 +248,69 @@ impl SlackNotifier {
     }
 }
 
+/// The group's thread as a notification finds it. A resolved incident's thread is reopened when
+/// the group fires again and flaps (`firings` over 1: within `notify.flap_window_secs` of the
+/// resolution), and closed when it fires again later (a new incident, a new message). Answers the
+/// thread and whether it was reopened.
+async fn incident_thread(
+    threads: &dyn Threads,
+    group: &str,
+    status: AlertStatus,
+    firings: u32,
+) -> Result<(Option<Thread>, bool), StageError> {
+    let thread = threads
+        .thread(group, SINK)
+        .await
+        .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
+    let recorded = |e: aiops_model::StoreError| {
+        StageError::retriable(format!("cannot record the thread: {e}"))
+    };
+    match thread {
+        Some(t) if t.resolved && status == AlertStatus::Firing => {
+            if firings > 1 {
+                threads
+                    .set_resolved(group, SINK, false)
+                    .await
+                    .map_err(recorded)?;
+                let reopened = Thread {
+                    resolved: false,
+                    ..t
+                };
+                Ok((Some(reopened), true))
+            } else {
+                threads.close_thread(group, SINK).await.map_err(recorded)?;
+                Ok((None, false))
+            }
+        }
+        other => Ok((other, false)),
+    }
+}
+
+impl SlackNotifier {
+    /// Makes the incident's message read as `body` (a flapping group fired again: the message
+    /// follows it), and keeps it for the resolution's edit. Best effort, like the resolution's edit.
+    async fn update_root(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        threads: &dyn Threads,
+        group: &str,
+        thread: &Thread,
+        body: &Value,
+    ) {
+        let mut root = body.clone();
+        if let Some(o) = root.as_object_mut() {
+            o.remove("thread_ts");
+        }
+        root["channel"] = Value::String(thread.channel.clone());
+        root["ts"] = Value::String(thread.ts.clone());
+        match self.call(api_url, token, "chat.update", &root).await {
+            Ok(_) => keep_root(threads, group, &root).await,
+            Err(e) => tracing::warn!(error = %e, "cannot update the incident's message"),
+        }
+    }
+}
+
 /// The channel of the first route whose labels all match the group, else the default.
 pub fn route<'a>(routes: &'a [Route], default: &'a str, payload: &WebhookPayload) -> &'a str {
     routes
@@ -296,10 +359,13 @@ impl Notifier for SlackNotifier {
                 threads,
             } => {
                 let group = notification.payload.group_key.as_str();
-                let thread = threads
-                    .thread(group, SINK)
-                    .await
-                    .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
+                let (thread, reopened) = incident_thread(
+                    threads.as_ref(),
+                    group,
+                    notification.payload.status,
+                    notification.firings,
+                )
+                .await?;
                 let channel = match &thread {
                     // An incident stays in the channel its thread is in.
                     Some(t) => t.channel.clone(),
@@ -312,17 +378,24 @@ impl Notifier for SlackNotifier {
                 let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
                 let resolved = notification.payload.status == AlertStatus::Resolved;
                 match (&thread, resolved) {
-                    // The incident is over: its message says so, and the group firing again
-                    // starts a new thread.
-                    (Some(t), true) => {
+                    // The incident is over: its message says so. The thread stays open in case
+                    // the group flaps.
+                    (Some(t), true) if !t.resolved => {
                         self.resolve_root(api_url, token, threads.as_ref(), group, t, notification)
                             .await;
-                        threads.close_thread(group, SINK).await
+                        threads.set_resolved(group, SINK, true).await
+                    }
+                    // It flapped: the message follows the incident again.
+                    (Some(t), false) if reopened => {
+                        self.update_root(api_url, token, threads.as_ref(), group, t, &body)
+                            .await;
+                        Ok(())
                     }
                     (None, false) => {
                         let started = Thread {
                             channel,
                             ts: ts.clone(),
+                            resolved: false,
                         };
                         let saved = threads.save_thread(group, SINK, &started).await;
                         // The message is the incident's unless another delivery's won the race.
@@ -343,10 +416,10 @@ impl Notifier for SlackNotifier {
     /// an incident's first message (or in its open thread), answered as `<channel> <ts>`.
     async fn first_look(
         &self,
-        job_id: JobId,
-        payload: &WebhookPayload,
+        notification: Notification<'_>,
         context: &Context,
     ) -> Result<Option<String>, StageError> {
+        let payload = notification.payload;
         let Mode::Bot {
             token,
             api_url,
@@ -361,11 +434,14 @@ impl Notifier for SlackNotifier {
             return Ok(None);
         }
         let group = payload.group_key.as_str();
-        let thread = threads
-            .thread(group, SINK)
-            .await
-            .map_err(|e| StageError::retriable(format!("cannot read the thread: {e}")))?;
-        let mut body = blocks::first_look(job_id, payload, context, &self.links);
+        let (thread, reopened) = incident_thread(
+            threads.as_ref(),
+            group,
+            payload.status,
+            notification.firings,
+        )
+        .await?;
+        let mut body = blocks::first_look(&notification, context, &self.links);
         body["channel"] = Value::String(match &thread {
             Some(t) => t.channel.clone(),
             None => route(routes, default_channel, payload).to_owned(),
@@ -374,10 +450,15 @@ impl Notifier for SlackNotifier {
             body["thread_ts"] = Value::String(t.ts.clone());
         }
         let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
+        if let Some(t) = thread.as_ref().filter(|_| reopened) {
+            self.update_root(api_url, token, threads.as_ref(), group, t, &body)
+                .await;
+        }
         if thread.is_none() {
             let started = Thread {
                 channel: channel.clone(),
                 ts: ts.clone(),
+                resolved: false,
             };
             let saved = threads
                 .save_thread(group, SINK, &started)
@@ -409,12 +490,16 @@ impl Notifier for SlackNotifier {
         let (_, ts) = self.call(api_url, token, "chat.update", &body).await?;
         if let Mode::Bot { threads, .. } = &self.mode {
             let group = notification.payload.group_key.as_str();
-            if threads
-                .thread(group, SINK)
-                .await
-                .is_ok_and(|t| t.is_some_and(|t| t.ts == ts))
-            {
-                keep_root(threads.as_ref(), group, &body).await;
+            match threads.thread(group, SINK).await {
+                // The first look was the incident's message: it now reads as the analysis.
+                Ok(Some(t)) if t.ts == ts => keep_root(threads.as_ref(), group, &body).await,
+                // A flapping group's first look replied in the thread: the incident's message
+                // follows it.
+                Ok(Some(t)) if notification.firings > 1 => {
+                    self.update_root(api_url, token, threads.as_ref(), group, &t, &body)
+                        .await;
+                }
+                _ => {}
             }
         }
         Ok(Some(ts))
