@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_context::Gatherer;
-use aiops_ingest::{AppState, Interactions};
+use aiops_context::{Gatherer, PromGraph};
+use aiops_ingest::{AppState, Graphs, Interactions};
 use aiops_model::{
-    Analyzer, Clock, ContextSource, Ledger, Metrics, Notifier, Silencer, StoreError, SystemClock,
-    Thread, Threads,
+    Analyzer, Clock, ContextSource, Grapher, Ledger, LinkSigner, Metrics, Notifier, Silencer,
+    StoreError, SystemClock, Thread, Threads,
 };
 use aiops_notify::{
     AlertmanagerClient, FileNotifier, Filtered, HtmlPage, Links, SlackNotifier, StdoutNotifier,
@@ -174,7 +174,30 @@ pub fn links(config: &Config) -> Links {
         grafana_url: config.grafana.url.clone(),
         grafana_datasource: config.grafana.prometheus_datasource.clone(),
         interactive: config.slack.signing_secret.is_some(),
+        signer: signer(config),
     }
+}
+
+/// Signs graph links, when aiops draws graphs (`prometheus.url` is set): with `notify.link_key`,
+/// else with a key of this process's own (the same for every caller in it).
+fn signer(config: &Config) -> Option<LinkSigner> {
+    static RANDOM: std::sync::OnceLock<LinkSigner> = std::sync::OnceLock::new();
+    if config.prometheus.url.is_empty() {
+        return None;
+    }
+    Some(match &config.notify.link_key {
+        Some(key) => LinkSigner::new(key.clone()),
+        None => RANDOM.get_or_init(LinkSigner::random).clone(),
+    })
+}
+
+/// Draws groups' graphs from `prometheus.url`, when it is set.
+fn grapher(config: &Config) -> anyhow::Result<Option<Arc<dyn Grapher>>> {
+    if config.prometheus.url.is_empty() {
+        return Ok(None);
+    }
+    let graph = PromGraph::new(&config.prometheus).map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(graph)))
 }
 
 /// The Slack sink: bot-token mode (threads) when a token is set, else incoming-webhook mode.
@@ -196,7 +219,10 @@ fn slack(config: &Config, threads: Arc<dyn Threads>) -> anyhow::Result<Option<Sl
         (None, Some(url)) => SlackNotifier::webhook(url.clone(), links, timeout, slack.max_retries),
         (None, None) => return Ok(None),
     };
-    let sink = sink.map_err(anyhow::Error::msg)?;
+    let mut sink = sink.map_err(anyhow::Error::msg)?;
+    if let Some(graphs) = grapher(config)? {
+        sink = sink.with_graphs(graphs);
+    }
     if slack.bot_token.is_some() && slack.webhook_url.is_some() {
         tracing::info!(
             "slack.bot_token and slack.webhook_url are both set: posting with the bot token"
@@ -266,6 +292,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config: Arc::new(config.server.clone()),
         interactions: interactions(&config)?,
         page: Some(Arc::new(HtmlPage::new(links(&config)))),
+        graphs: grapher(&config)?
+            .zip(signer(&config))
+            .map(|(grapher, signer)| Graphs { grapher, signer }),
     };
     tracing::info!(%addr, auth = state.auth.is_enabled(), "listening");
 

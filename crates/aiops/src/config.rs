@@ -147,6 +147,12 @@ impl Config {
         check(self.slack.validate())?;
         self.webhook.url = non_empty(self.webhook.url.take());
         self.webhook.authorization = non_empty(self.webhook.authorization.take());
+        self.notify.link_key = non_empty(self.notify.link_key.take());
+        check(resolve_file(
+            "notify.link_key",
+            &mut self.notify.link_key,
+            self.notify.link_key_file.as_deref(),
+        ))?;
         check(self.notify.filter.validate())?;
         if !self.notify.stdout
             && self.notify.file.is_empty()

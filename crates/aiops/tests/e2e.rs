@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Daemon, Proc, free_port, json_bodies, repo};
+use common::{Daemon, Proc, free_port, repo};
 use regex::Regex;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -139,6 +139,47 @@ async fn fake_slack() -> MockServer {
         })
         .mount(&slack)
         .await;
+    // The external upload of the graph: an upload URL on this fake, the bytes, the share into a
+    // thread this fake posted.
+    let uri = slack.uri();
+    Mock::given(method("POST"))
+        .and(path("/api/files.getUploadURLExternal"))
+        .respond_with(move |request: &Request| {
+            let form: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+            let ok = form.get("filename").is_some_and(|f| !f.is_empty())
+                && form.get("length").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > 0);
+            ResponseTemplate::new(200).set_body_json(match ok {
+                true => json!({"ok": true, "upload_url": format!("{uri}/upload/v1/F1"), "file_id": "F1"}),
+                false => json!({"ok": false, "error": "invalid_arguments"}),
+            })
+        })
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/upload/v1/F1"))
+        .respond_with(|request: &Request| {
+            ResponseTemplate::new(200).set_body_string(format!("OK - {}", request.body.len()))
+        })
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/files.completeUploadExternal"))
+        .respond_with(|request: &Request| {
+            let form: std::collections::HashMap<String, String> =
+                serde_urlencoded::from_bytes(&request.body).unwrap_or_default();
+            let ok = form.get("channel_id").is_some_and(|c| c == "C0E2E")
+                && form
+                    .get("thread_ts")
+                    .is_some_and(|t| t.starts_with("1700000000."))
+                && form.get("files").is_some_and(|f| f.contains("\"F1\""));
+            ResponseTemplate::new(200).set_body_json(match ok {
+                true => json!({"ok": true, "files": [{"id": "F1"}]}),
+                false => json!({"ok": false, "error": "invalid_arguments"}),
+            })
+        })
+        .mount(&slack)
+        .await;
     Mock::given(method("POST"))
         .and(path("/api/chat.update"))
         .respond_with(|request: &Request| {
@@ -158,6 +199,30 @@ async fn fake_slack() -> MockServer {
     slack
 }
 
+/// What the fake Slack got through `chat.postMessage` and `chat.update`, in order.
+async fn messages(slack: &MockServer) -> Vec<Value> {
+    slack
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path().starts_with("/api/chat."))
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON"))
+        .collect()
+}
+
+/// The graphs shared into threads (`files.completeUploadExternal`), as their forms.
+async fn shared_graphs(slack: &MockServer) -> Vec<std::collections::HashMap<String, String>> {
+    slack
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path() == "/api/files.completeUploadExternal")
+        .map(|r| serde_urlencoded::from_bytes(&r.body).expect("a form"))
+        .collect()
+}
+
 /// Waits (bounded) until Slack got `count` messages.
 async fn wait_for_messages(
     slack: &MockServer,
@@ -167,7 +232,7 @@ async fn wait_for_messages(
 ) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + max;
     loop {
-        let sent = json_bodies(slack).await;
+        let sent = messages(slack).await;
         if sent.len() >= count {
             return sent;
         }
@@ -397,15 +462,23 @@ async fn run() {
         .captures(text)
         .map(|c| c[1].to_owned())
         .unwrap_or_else(|| panic!("a link to the analysis in {text}"));
-    let record: Value = reqwest::Client::new()
-        .get(format!("{}/analyses/{id}", aiops.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    // The job ends after its last delivery step (the graph's upload into the thread): wait for it.
+    let mut record = Value::Null;
+    for _ in 0..100 {
+        record = reqwest::Client::new()
+            .get(format!("{}/analyses/{id}", aiops.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        if record["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let analysis = &record["analysis"];
     assert_eq!(analysis["analyzer"]["name"], "llm", "{record}");
     assert_eq!(analysis["analyzer"]["model"], "e2e-model");
@@ -498,8 +571,17 @@ async fn run() {
     // again, resolved again) and its thread.
     let status = aiops.drain(Duration::from_secs(10)).await;
     assert_eq!(status["dead"], 0, "{status}");
-    let all = json_bodies(&slack).await;
+    let all = messages(&slack).await;
     assert_eq!(all.len(), 8);
+    // The graph of each firing (drawn from the real Prometheus) went into the incident's thread.
+    let graphs = shared_graphs(&slack).await;
+    assert_eq!(graphs.len(), 2, "{graphs:?}");
+    for g in &graphs {
+        assert_eq!(
+            (g["channel_id"].as_str(), g["thread_ts"].as_str()),
+            ("C0E2E", "1700000000.000100")
+        );
+    }
     let new_messages: Vec<&Value> = all
         .iter()
         .filter(|b| b.get("thread_ts").is_none() && b.get("ts").is_none())

@@ -17,6 +17,7 @@ const LLM_KEY: &str = "sk-canaryLLMkey0000000000000";
 const BOT_TOKEN: &str = "xoxb-canary-bot-token-9999";
 const HOOK_PATH: &str = "/hooks/canary-webhook-path-77";
 const HOOK_AUTH: &str = "Bearer canary-webhook-auth-88";
+const LINK_KEY: &str = "canary-link-key-66";
 /// Secrets a service wrote into its own logs, which Loki returns.
 const LOG_SECRETS: [&str; 3] = [
     "canary-db-password-55",
@@ -31,6 +32,7 @@ fn all_canaries() -> Vec<&'static str> {
         BOT_TOKEN,
         "canary-webhook-path-77",
         "canary-webhook-auth-88",
+        LINK_KEY,
     ];
     all.extend(LOG_SECRETS);
     all
@@ -148,6 +150,7 @@ async fn canary_secrets_never_leave_where_they_belong() {
         ("AIOPS__SLACK__API_URL", format!("{}/api", slack.uri())),
         ("AIOPS__WEBHOOK__URL", format!("{}{HOOK_PATH}", hook.uri())),
         ("AIOPS__WEBHOOK__AUTHORIZATION", HOOK_AUTH.to_owned()),
+        ("AIOPS__NOTIFY__LINK_KEY", LINK_KEY.to_owned()),
         ("AIOPS__WEBHOOK__MAX_RETRIES", "0".to_owned()),
         ("AIOPS__WORKER__BACKOFF_BASE_SECS", "1".to_owned()),
         ("AIOPS__WORKER__POLL_INTERVAL_MS", "100".to_owned()),

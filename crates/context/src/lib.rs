@@ -24,6 +24,7 @@ pub mod entities;
 pub mod escape;
 pub mod facts;
 mod gather;
+pub mod graph;
 pub mod logs;
 mod loki;
 mod peers;
@@ -36,6 +37,7 @@ pub mod templates;
 pub use aiops_model::redact;
 pub use config::{ContextConfig, LokiConfig, PrometheusConfig};
 pub use gather::Gatherer;
+pub use graph::PromGraph;
 pub use loki::LogLine;
 
 use aiops_model::{Context, Evidence, EvidenceSource, WebhookPayload};

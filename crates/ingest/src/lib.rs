@@ -11,6 +11,7 @@
 
 mod auth;
 mod error;
+mod graph;
 mod handlers;
 mod slack;
 
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::Auth;
 pub use error::{ApiError, ErrorBody};
+pub use graph::Graphs;
 pub use slack::Interactions;
 
 /// The `[server]` section.
@@ -154,6 +156,8 @@ pub struct AppState {
     pub interactions: Option<Arc<Interactions>>,
     /// The HTML page of `GET /analyses/{id}` for a browser; none: JSON only.
     pub page: Option<Arc<dyn AnalysisPage>>,
+    /// `GET /analyses/{id}/graph.png?sig=…`, when aiops draws graphs (`prometheus.url`).
+    pub graphs: Option<Graphs>,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and lets requests in
@@ -199,6 +203,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/webhook/alerts").post(handlers::webhook))
         .service(resource("/analyze").post(handlers::analyze))
         .service(resource("/analyses/{id}").get(handlers::analysis))
+        .service(resource("/analyses/{id}/graph.png").get(graph::graph))
         .service(resource("/slack/interactions").post(slack::interactions))
         .service(resource("/queue/status").get(handlers::queue_status))
         .service(resource("/health").get(handlers::health))

@@ -60,6 +60,7 @@ fn serve(
         config: Arc::new(server),
         interactions: None,
         page: None,
+        graphs: None,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));

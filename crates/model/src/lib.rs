@@ -28,6 +28,7 @@ pub mod ports;
 pub mod redact;
 pub mod retry;
 pub mod secret;
+pub mod signed;
 pub mod tokens;
 pub mod tools;
 
@@ -42,8 +43,9 @@ pub use job::{
 };
 pub use metrics::Metrics;
 pub use ports::{
-    AnalysisPage, Analyzer, AttemptEnd, ContextSource, Ledger, Notification, Notifier,
+    AnalysisPage, Analyzer, AttemptEnd, ContextSource, Grapher, Ledger, Notification, Notifier,
     SilenceRequest, Silencer, StageError, Store, StoreError, Thread, Threads, first_look_sink,
 };
 pub use retry::RetryAfter;
+pub use signed::LinkSigner;
 pub use tools::{Investigator, ToolCall};

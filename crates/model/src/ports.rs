@@ -162,6 +162,14 @@ pub trait Threads: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Draws a group's graph: a PNG of its rule's expression around the time it started (Slack's
+/// upload and image block, the analysis page).
+#[async_trait]
+pub trait Grapher: Send + Sync + std::fmt::Debug {
+    /// The PNG, or `None` when there is nothing to draw (no rule expression, no series).
+    async fn graph(&self, payload: &WebhookPayload) -> Result<Option<Vec<u8>>, StageError>;
+}
+
 /// What the LLM cost per UTC day, for `llm.daily_budget_usd`: kept by the store, so every replica
 /// counts against one budget and a restart does not reset it.
 #[async_trait]

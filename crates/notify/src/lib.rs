@@ -42,7 +42,7 @@ pub use stdout::{StdoutFormat, StdoutNotifier};
 pub use webhook::WebhookNotifier;
 
 /// The `[notify]` section: the local sinks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// Print each delivery on stdout.
@@ -65,6 +65,13 @@ pub struct NotifyConfig {
     /// evidence changed. 0: every firing after a resolution is a new incident.
     #[serde(default = "default_flap_window_secs")]
     pub flap_window_secs: u64,
+    /// Signs the links third parties fetch without credentials: the graph's
+    /// (`/analyses/{id}/graph.png?sig=…`), which Slack fetches for a webhook-mode message's image.
+    /// Unset: a random key per process, so links break at a restart and differ across replicas.
+    #[serde(default, serialize_with = "serialize_masked")]
+    pub link_key: Option<SecretString>,
+    #[serde(default)]
+    pub link_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_flap_window_secs() -> u64 {
@@ -84,6 +91,8 @@ impl Default for NotifyConfig {
             public_url: String::new(),
             filter: Filter::default(),
             flap_window_secs: default_flap_window_secs(),
+            link_key: None,
+            link_key_file: None,
         }
     }
 }

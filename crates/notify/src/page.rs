@@ -4,7 +4,8 @@
 //! each delivery, each verdict, finished), the analysis (summary, probable cause, confidence,
 //! impact, remediation, the causes ranked lower), each cited evidence item with its query (a link
 //! into Grafana Explore when `grafana.url` is set) and finding, the analyzer (model, tokens, tool
-//! calls, a fallback's reason), and the alerts with their labels.
+//! calls, a fallback's reason), the group's graph (a signed `graph.png` link, when aiops draws
+//! graphs), and the alerts with their labels.
 
 use aiops_model::{AlertStatus, AnalysisPage, JobRecord, Notification, WebhookPayload};
 use maud::{DOCTYPE, Markup, html};
@@ -50,6 +51,15 @@ fn when(t: OffsetDateTime) -> String {
         Some(s) => format!("{} UTC", s.replace('T', " ")),
         None => iso,
     }
+}
+
+/// The graph's signed path, relative to the page (`/analyses/{id}`), for a firing group whose
+/// alerts carry a rule expression, when aiops draws graphs.
+fn graph_src(job: &JobRecord, payload: Option<&WebhookPayload>, links: &Links) -> Option<String> {
+    let signer = links.signer.as_ref()?;
+    let drawable = job.status == AlertStatus::Firing
+        && payload.is_some_and(|p| p.alerts.iter().any(|a| a.rule_expr().is_some()));
+    drawable.then(|| format!("./{}/graph.png?sig={}", job.id, signer.graph(job.id)))
 }
 
 fn page(job: &JobRecord, links: &Links) -> Markup {
@@ -110,6 +120,11 @@ fn page(job: &JobRecord, links: &Links) -> Markup {
                             h2 { "Ranked lower" }
                             ul { @for alt in &a.alternatives { li { (alt) } } }
                         }
+                        @if let Some(src) = graph_src(job, payload.as_ref(), links) {
+                            h2 { "Graph" }
+                            img src=(src) width="960" height="540" style="max-width:100%;height:auto"
+                                alt="The rule's expression around the time the group started";
+                        }
                         h2 { "Evidence" }
                         @for e in &a.evidence {
                             section {
@@ -134,6 +149,7 @@ fn page(job: &JobRecord, links: &Links) -> Markup {
                             " · " (a.analyzer.prompt_tokens) " / " (a.analyzer.completion_tokens) " tokens · "
                             (a.analyzer.latency_ms) " ms"
                             @if a.analyzer.cached { " · cached" }
+                            @if let Some(j) = a.analyzer.reused_from { " · reused from job " (j) " (the group flaps, same evidence)" }
                         }
                         @if let Some(reason) = &a.analyzer.fallback_reason {
                             p { "The rule-based analyzer answered: " (reason) }

@@ -53,6 +53,7 @@ fn links() -> Links {
         grafana_datasource: "prom-uid".into(),
         // The buttons are part of every message these tests make Slack's fake validate.
         interactive: true,
+        signer: None,
     }
 }
 
@@ -162,6 +163,20 @@ fn slack_violations(body: &Value) -> Vec<String> {
                     }
                 }
             }
+            // An image: an http(s) `image_url` of at most 3,000 characters and an `alt_text` of
+            // 1 to 2,000 (Slack then downloads the image; a URL it cannot fetch is refused too,
+            // which the daemon-level graph test checks by fetching it as Slack would).
+            Some("image") => {
+                let url = b["image_url"].as_str().unwrap_or("");
+                let alt = b["alt_text"].as_str().unwrap_or("");
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || chars(url) > 3000
+                    || alt.is_empty()
+                    || chars(alt) > 2000
+                {
+                    bad.push(format!("image {b}"));
+                }
+            }
             other => bad.push(format!("unknown block type {other:?}")),
         }
     }
@@ -174,13 +189,102 @@ fn slack_violations(body: &Value) -> Vec<String> {
 
 /// A fake of Slack: the incoming webhook answers `ok` or a 400 with Slack's reason; the Web API's
 /// `chat.postMessage` answers `{"ok":true,"channel","ts","message"}` or `{"ok":false,"error"}`.
+/// The external upload as Slack runs it: `files.getUploadURLExternal` (form-encoded `filename` and
+/// `length`) answers an `upload_url` on this server and a `file_id`; the upload URL takes exactly
+/// `length` bytes; `files.completeUploadExternal` shares uploaded files only, in a channel (its
+/// id) and a thread this fake posted.
 #[derive(Debug, Clone, Default)]
 struct FakeSlack {
     next_ts: Arc<AtomicU64>,
+    files: Arc<std::sync::Mutex<std::collections::HashMap<String, Asked>>>,
+}
+
+/// A file `files.getUploadURLExternal` handed out: the length asked for, the bytes uploaded.
+type Asked = (usize, Option<Vec<u8>>);
+
+impl FakeSlack {
+    fn form(request: &Request) -> std::collections::HashMap<String, String> {
+        serde_urlencoded::from_bytes(&request.body).unwrap_or_default()
+    }
+
+    fn posted(&self, ts: &str) -> bool {
+        ts.strip_prefix("1700000000.")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= 100 && n < 100 + self.next_ts.load(Ordering::SeqCst))
+    }
+
+    fn files(&self, request: &Request) -> Option<ResponseTemplate> {
+        let path = request.url.path();
+        let error =
+            |e: &str| ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": e}));
+        let mut files = self.files.lock().expect("lock");
+        if let Some(id) = path.strip_prefix("/upload/v1/") {
+            return Some(match files.get_mut(id) {
+                Some((length, bytes @ None)) if *length == request.body.len() => {
+                    *bytes = Some(request.body.clone());
+                    ResponseTemplate::new(200).set_body_string(format!("OK - {length}"))
+                }
+                _ => ResponseTemplate::new(400).set_body_string("invalid upload"),
+            });
+        }
+        let authed = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {BOT_TOKEN}"));
+        if path.ends_with("/files.getUploadURLExternal") {
+            let form = Self::form(request);
+            let length = form.get("length").and_then(|l| l.parse::<usize>().ok());
+            return Some(match (authed, form.get("filename"), length) {
+                (false, ..) => error("invalid_auth"),
+                (true, Some(name), Some(length)) if !name.is_empty() && length > 0 => {
+                    let id = format!("F{:04}", files.len() + 1);
+                    files.insert(id.clone(), (length, None));
+                    let host = request
+                        .headers
+                        .get("host")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default();
+                    let url = format!("http://{host}/upload/v1/{id}");
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({"ok": true, "upload_url": url, "file_id": id}))
+                }
+                _ => error("invalid_arguments"),
+            });
+        }
+        if path.ends_with("/files.completeUploadExternal") {
+            let form = Self::form(request);
+            let listed: Vec<Value> = form
+                .get("files")
+                .and_then(|f| serde_json::from_str(f).ok())
+                .unwrap_or_default();
+            let uploaded = !listed.is_empty()
+                && listed.iter().all(|f| {
+                    f["id"]
+                        .as_str()
+                        .and_then(|id| files.get(id))
+                        .is_some_and(|(_, b)| b.is_some())
+                });
+            let channel = form.get("channel_id").is_some_and(|c| c.starts_with('C'));
+            let thread = form.get("thread_ts").is_none_or(|ts| self.posted(ts));
+            return Some(match (authed, uploaded, channel && thread) {
+                (false, ..) => error("invalid_auth"),
+                (true, false, _) => error("file_not_found"),
+                (true, true, false) => error("invalid_arguments"),
+                (true, true, true) => {
+                    ResponseTemplate::new(200).set_body_json(json!({"ok": true, "files": listed}))
+                }
+            });
+        }
+        None
+    }
 }
 
 impl Respond for FakeSlack {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(answer) = self.files(request) {
+            return answer;
+        }
         let update = request.url.path().ends_with("/chat.update");
         let api = request.url.path().ends_with("/chat.postMessage") || update;
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
@@ -209,13 +313,7 @@ impl Respond for FakeSlack {
             // chat.update takes the channel's id and the ts of a message this fake posted.
             _ if update
                 && (!body["channel"].as_str().is_some_and(|c| c.starts_with('C'))
-                    || !body["ts"].as_str().is_some_and(|ts| {
-                        ts.strip_prefix("1700000000.")
-                            .and_then(|n| n.parse::<u64>().ok())
-                            .is_some_and(|n| {
-                                n >= 100 && n < 100 + self.next_ts.load(Ordering::SeqCst)
-                            })
-                    })) =>
+                    || !body["ts"].as_str().is_some_and(|ts| self.posted(ts))) =>
             {
                 Some("message_not_found")
             }
@@ -1521,4 +1619,144 @@ async fn bot_mode_posts_a_first_look_then_the_analysis_in_place() {
             .join("\n")
             .contains("Probable root cause")
     );
+}
+
+/// A graph that is always the same picture (or none: nothing to draw).
+#[derive(Debug)]
+struct FixedGraph(Option<Vec<u8>>);
+
+#[async_trait]
+impl aiops_model::Grapher for FixedGraph {
+    async fn graph(&self, _: &WebhookPayload) -> Result<Option<Vec<u8>>, StageError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn a_png() -> Vec<u8> {
+    let chart = aiops_context::graph::Chart {
+        title: "TargetDown: up".into(),
+        firing: Vec::new(),
+        others: Vec::new(),
+        threshold: None,
+        started: 1_700_000_000.0,
+        from: 1_699_996_400.0,
+        to: 1_700_001_800.0,
+    };
+    aiops_context::graph::render(&chart).expect("renders")
+}
+
+#[tokio::test]
+async fn bot_mode_uploads_the_graph_into_the_incidents_thread() {
+    let server = fake_slack().await;
+    let png = a_png();
+    let sink = bot_sink(&server, Arc::new(MemoryThreads::default()), Vec::new())
+        .with_graphs(Arc::new(FixedGraph(Some(png.clone()))));
+    let firing = fixture("target-down-group-firing.json");
+    let ts = deliver(&sink, &firing).await.expect("posted").expect("ts");
+    let requests = server.received_requests().await.expect("recorded");
+    let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/chat.postMessage",
+            "/api/files.getUploadURLExternal",
+            "/upload/v1/F0001",
+            "/api/files.completeUploadExternal",
+        ]
+    );
+    assert_eq!(requests[2].body, png, "the PNG, byte for byte");
+    let complete: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_bytes(&requests[3].body).expect("a form");
+    assert_eq!(complete["channel_id"], "CALERTS");
+    assert_eq!(complete["thread_ts"], ts, "into the incident's thread");
+    // Slack answered ok to every step: the fake refuses what Slack refuses (a length that is not
+    // the upload's, a file never uploaded, a thread it never posted).
+    for r in &requests[1..] {
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(!text.contains("error"), "{text}");
+    }
+
+    // The resolution has no graph; nothing to draw, nothing uploaded.
+    deliver(&sink, &fixture("target-down-group-resolved.json"))
+        .await
+        .expect("resolved");
+    let none = bot_sink(&server, Arc::new(MemoryThreads::default()), Vec::new())
+        .with_graphs(Arc::new(FixedGraph(None)));
+    deliver(&none, &fixture("high-load-warning.json"))
+        .await
+        .expect("posted");
+    let uploads = server
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path().contains("files.getUploadURLExternal"))
+        .count();
+    assert_eq!(uploads, 1);
+}
+
+#[tokio::test]
+async fn webhook_mode_shows_the_graph_by_a_signed_link() {
+    let hook = fake_slack().await;
+    let signer = aiops_model::LinkSigner::new(SecretString::from("link-key"));
+    let links = Links {
+        signer: Some(signer.clone()),
+        ..links()
+    };
+    let url = SecretString::from(format!("{}{HOOK_PATH}", hook.uri()));
+    let sink = SlackNotifier::webhook(url.clone(), links.clone(), Duration::from_secs(5), 0)
+        .expect("a valid sink")
+        .with_graphs(Arc::new(FixedGraph(Some(a_png()))));
+    let firing = fixture("high-error-rate-k8s.json");
+    let id = JobId::new();
+    let analysis = analysis(&firing);
+    sink.deliver(Notification {
+        job_id: id,
+        payload: &firing,
+        analysis: Some(&analysis),
+        firings: 1,
+    })
+    .await
+    .expect("posted");
+    let posted = bodies(&hook).await;
+    let images: Vec<Value> = all_blocks(&posted[0])
+        .into_iter()
+        .filter(|b| b["type"] == "image")
+        .collect();
+    assert_eq!(images.len(), 1, "{}", posted[0]);
+    let expected = format!(
+        "https://aiops.example.com/analyses/{id}/graph.png?sig={}",
+        signer.graph(id)
+    );
+    assert_eq!(images[0]["image_url"], expected.as_str());
+    assert!(
+        images[0]["alt_text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+
+    // Nothing to draw, or no public URL for Slack to fetch from: no image block.
+    for sink in [
+        SlackNotifier::webhook(url.clone(), links.clone(), Duration::from_secs(5), 0)
+            .expect("a valid sink")
+            .with_graphs(Arc::new(FixedGraph(None))),
+        SlackNotifier::webhook(
+            url.clone(),
+            Links {
+                aiops_url: String::new(),
+                ..links.clone()
+            },
+            Duration::from_secs(5),
+            0,
+        )
+        .expect("a valid sink")
+        .with_graphs(Arc::new(FixedGraph(Some(a_png())))),
+    ] {
+        deliver(&sink, &firing).await.expect("posted");
+        let last = bodies(&hook).await.pop().expect("a post");
+        assert!(
+            !all_blocks(&last).iter().any(|b| b["type"] == "image"),
+            "{last}"
+        );
+    }
 }

@@ -43,6 +43,19 @@ pub struct Links {
     /// Slack's interactivity is set up (`slack.signing_secret`): an analysis gets the buttons
     /// (Silence 1h / 4h, Right, Wrong, Re-analyze) that `POST /slack/interactions` acts on.
     pub interactive: bool,
+    /// Signs graph links (`/analyses/{id}/graph.png?sig=…`), when aiops draws graphs.
+    pub signer: Option<aiops_model::LinkSigner>,
+}
+
+/// Adds `block` first among the message's detail blocks (next to the evidence), if the message
+/// has room for it.
+pub fn add_detail(message: &mut Value, block: Value) {
+    let top = message["blocks"].as_array().map_or(0, Vec::len);
+    if let Some(detail) = message["attachments"][0]["blocks"].as_array_mut()
+        && top + detail.len() < MAX_BLOCKS
+    {
+        detail.insert(0, block);
+    }
 }
 
 /// The whole message body (without `channel` and `thread_ts`).

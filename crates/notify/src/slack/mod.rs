@@ -18,13 +18,16 @@
 //! attachment's colour (it ignores Block Kit blocks).
 
 pub mod blocks;
+mod upload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{Context, Notification, Notifier, StageError, Thread, Threads, WebhookPayload};
+use aiops_model::{
+    Context, Grapher, Notification, Notifier, StageError, Thread, Threads, WebhookPayload,
+};
 use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -66,6 +69,9 @@ pub struct SlackNotifier {
     mode: Mode,
     links: Links,
     retries: u32,
+    /// Draws the group's graph: uploaded into the thread (bot mode), or an image block whose URL
+    /// aiops signs (webhook mode, with `notify.public_url`).
+    graphs: Option<Arc<dyn Grapher>>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +134,7 @@ impl SlackNotifier {
             mode: Mode::Webhook(url),
             links,
             retries,
+            graphs: None,
         })
     }
 
@@ -159,7 +166,83 @@ impl SlackNotifier {
             },
             links,
             retries,
+            graphs: None,
         })
+    }
+}
+
+impl SlackNotifier {
+    /// Adds the group's graph to analyses: uploaded into the thread in bot mode; in webhook mode an
+    /// image block at `<aiops_url>/analyses/{id}/graph.png?sig=…` (with `links.signer` and
+    /// `links.aiops_url`).
+    #[must_use]
+    pub fn with_graphs(mut self, graphs: Arc<dyn Grapher>) -> Self {
+        self.graphs = Some(graphs);
+        self
+    }
+
+    /// The graph of a firing group with an analysis, if there is one to draw. A failure costs only
+    /// the graph: it is logged.
+    async fn graph(&self, n: &Notification<'_>) -> Option<Vec<u8>> {
+        let grapher = self.graphs.as_ref()?;
+        if n.analysis.is_none() || n.payload.status != AlertStatus::Firing {
+            return None;
+        }
+        match grapher.graph(n.payload).await {
+            Ok(png) => png,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot draw the group's graph");
+                None
+            }
+        }
+    }
+
+    /// Bot mode: the graph into the incident's thread. Best effort, like the resolution's edit.
+    async fn post_graph(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        channel: &str,
+        thread_ts: &str,
+        n: &Notification<'_>,
+    ) {
+        let Some(png) = self.graph(n).await else {
+            return;
+        };
+        let title = format!(
+            "{}: the rule's expression around its start",
+            n.payload.alertname()
+        );
+        let upload = upload::Upload {
+            channel,
+            thread_ts,
+            title: &title,
+            png,
+        };
+        if let Err(e) = upload::upload(&self.client, api_url, token, upload).await {
+            tracing::warn!(error = %e, "cannot upload the graph into the thread");
+        }
+    }
+
+    /// Webhook mode: an image block of the graph, whose URL Slack fetches without credentials
+    /// (signed), when aiops has a public URL and there is a graph to draw.
+    async fn graph_block(&self, n: &Notification<'_>) -> Option<Value> {
+        let signer = self.links.signer.as_ref()?;
+        if self.links.aiops_url.is_empty() {
+            return None;
+        }
+        self.graph(n).await?;
+        let url = format!(
+            "{}/analyses/{}/graph.png?sig={}",
+            self.links.aiops_url.trim_end_matches('/'),
+            n.job_id,
+            signer.graph(n.job_id)
+        );
+        Some(serde_json::json!({
+            "type": "image",
+            "image_url": url,
+            "alt_text": format!("{}: the rule's expression around its start", n.payload.alertname()),
+        }))
     }
 }
 
@@ -333,6 +416,9 @@ impl Notifier for SlackNotifier {
         let mut body = blocks::message(&notification, &self.links);
         match &self.mode {
             Mode::Webhook(url) => {
+                if let Some(image) = self.graph_block(&notification).await {
+                    blocks::add_detail(&mut body, image);
+                }
                 let answer = post_json(
                     &self.client,
                     url.expose_secret(),
@@ -376,6 +462,9 @@ impl Notifier for SlackNotifier {
                     body["thread_ts"] = Value::String(t.ts.clone());
                 }
                 let (channel, ts) = self.call(api_url, token, "chat.postMessage", &body).await?;
+                let root = thread.as_ref().map_or(ts.as_str(), |t| t.ts.as_str());
+                self.post_graph(api_url, token, &channel, root, &notification)
+                    .await;
                 let resolved = notification.payload.status == AlertStatus::Resolved;
                 match (&thread, resolved) {
                     // The incident is over: its message says so. The thread stays open in case
@@ -487,10 +576,17 @@ impl Notifier for SlackNotifier {
         let mut body = blocks::message(&notification, &self.links);
         body["channel"] = Value::String(channel.to_owned());
         body["ts"] = Value::String(ts.to_owned());
-        let (_, ts) = self.call(api_url, token, "chat.update", &body).await?;
+        let (channel, ts) = self.call(api_url, token, "chat.update", &body).await?;
         if let Mode::Bot { threads, .. } = &self.mode {
             let group = notification.payload.group_key.as_str();
-            match threads.thread(group, SINK).await {
+            let thread = threads.thread(group, SINK).await;
+            let root = match &thread {
+                Ok(Some(t)) => t.ts.as_str(),
+                _ => ts.as_str(),
+            };
+            self.post_graph(api_url, token, &channel, root, &notification)
+                .await;
+            match thread {
                 // The first look was the incident's message: it now reads as the analysis.
                 Ok(Some(t)) if t.ts == ts => keep_root(threads.as_ref(), group, &body).await,
                 // A flapping group's first look replied in the thread: the incident's message
