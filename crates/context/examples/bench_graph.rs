@@ -48,7 +48,10 @@ fn main() {
     println!("| --- | --- | --- | --- | --- | --- |");
     for (name, chart) in [
         ("1 alerting series", chart(1, 0)),
-        ("10 alerting + 20 other series (the most drawn)", chart(10, 20)),
+        (
+            "10 alerting + 20 other series (the most drawn)",
+            chart(10, 20),
+        ),
     ] {
         let mut times = Vec::with_capacity(runs);
         let mut size = 0;

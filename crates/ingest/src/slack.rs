@@ -17,7 +17,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aiops_model::{
-    Feedback, JobId, JobSource, NewJob, SilenceRequest, Silencer, Verdict, WebhookPayload,
+    Feedback, JobId, JobSource, NewJob, SilenceRequest, Silencer, SlackAction, Verdict,
+    WebhookPayload,
 };
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -214,17 +215,11 @@ async fn act(
     user_id: &str,
 ) -> String {
     let name = action.action_id.as_str();
-    let known = [
-        "silence_1h",
-        "silence_4h",
-        "feedback_right",
-        "feedback_wrong",
-        "reanalyze",
-    ];
-    let Some(kind) = known.iter().find(|k| **k == name) else {
+    let Some(press) = SlackAction::parse(name) else {
         return format!("aiops does not know the action {name:?}");
     };
-    let outcome = run(state, interactions, kind, action, who, user_id).await;
+    let kind = press.action_id();
+    let outcome = run(state, interactions, press, action, who, user_id).await;
     let result = if outcome.is_ok() { "ok" } else { "failed" };
     state.metrics.interaction(kind, result);
     match outcome {
@@ -239,7 +234,7 @@ async fn act(
 async fn run(
     state: &AppState,
     interactions: &Interactions,
-    kind: &str,
+    press: SlackAction,
     action: &Action,
     who: &str,
     user_id: &str,
@@ -259,9 +254,8 @@ async fn run(
     let group: WebhookPayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| format!("the stored alert group cannot be read: {e}"))?;
     let now = state.clock.now();
-    match kind {
-        "silence_1h" | "silence_4h" => {
-            let hours = if kind == "silence_1h" { 1 } else { 4 };
+    match press {
+        SlackAction::Silence { hours } => {
             let silencer = interactions
                 .silencer
                 .as_ref()
@@ -275,7 +269,7 @@ async fn run(
             if matchers.is_empty() {
                 return Err("the group has no labels to match".into());
             }
-            let ends_at = now + time::Duration::hours(hours);
+            let ends_at = now + time::Duration::hours(i64::from(hours));
             let comment = match interactions.public_url.is_empty() {
                 true => format!("Silenced from Slack; aiops analysis {id}"),
                 false => format!(
@@ -300,12 +294,7 @@ async fn run(
                 clock(ends_at)
             ))
         }
-        "feedback_right" | "feedback_wrong" => {
-            let verdict = if kind == "feedback_right" {
-                Verdict::Right
-            } else {
-                Verdict::Wrong
-            };
+        SlackAction::Feedback(verdict) => {
             let feedback = Feedback {
                 verdict,
                 user: who.to_owned(),
@@ -322,7 +311,7 @@ async fn run(
                 Verdict::Wrong => format!("👎 <@{user_id}> says the analysis is wrong"),
             })
         }
-        _ => {
+        SlackAction::Reanalyze => {
             let job = NewJob::for_payload(&group, None, JobSource::Manual);
             let new = job.id;
             state

@@ -17,6 +17,7 @@
 //! - [`redact`]: removing secrets from text and JSON before they leave the process.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod alertmanager;
 pub mod analysis;
 pub mod clock;
@@ -32,6 +33,7 @@ pub mod signed;
 pub mod tokens;
 pub mod tools;
 
+pub use actions::SlackAction;
 pub use alertmanager::{Alert, AlertStatus, InputError, Labels, WebhookPayload};
 pub use analysis::{Analysis, AnalyzerInfo, Category, EvidenceRef, ToolCallRecord};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -107,17 +107,14 @@ fn flapping(firings: u32) -> Option<Value> {
 
 /// The actions an on-call takes from the message; each button carries the job's id.
 fn buttons(job_id: &str) -> Value {
-    let button = |action: &str, text: &str| {
-        json!({"type": "button", "action_id": action, "value": job_id,
-               "text": {"type": "plain_text", "text": text, "emoji": true}})
-    };
-    json!({"type": "actions", "block_id": "aiops_actions", "elements": [
-        button("silence_1h", "🔕 Silence 1h"),
-        button("silence_4h", "🔕 Silence 4h"),
-        button("feedback_right", "👍 Right"),
-        button("feedback_wrong", "👎 Wrong"),
-        button("reanalyze", "🔁 Re-analyze"),
-    ]})
+    let elements: Vec<Value> = aiops_model::SlackAction::ALL
+        .iter()
+        .map(|a| {
+            json!({"type": "button", "action_id": a.action_id(), "value": job_id,
+                   "text": {"type": "plain_text", "text": a.label(), "emoji": true}})
+        })
+        .collect();
+    json!({"type": "actions", "block_id": "aiops_actions", "elements": elements})
 }
 
 fn severity(payload: &WebhookPayload) -> String {
