@@ -166,15 +166,13 @@ impl ClaimedJob {
     }
 }
 
-/// A webhook job of an alert group as the group's history shows it ([`crate::Store::group_history`]),
-/// to tell a group that flaps (fires again soon after it resolved).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupEvent {
-    pub id: JobId,
-    pub status: AlertStatus,
-    pub received_at: OffsetDateTime,
-    /// The job has a stored analysis.
-    pub analyzed: bool,
+/// A resolution of an alert group, and when the group first fired again after it (before the job
+/// asking): what tells a flapping group ([`crate::Store::resolutions`]). Times are when the webhooks
+/// were received.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resolution {
+    pub resolved_at: OffsetDateTime,
+    pub refired_at: Option<OffsetDateTime>,
 }
 
 /// How long each stage took, in milliseconds, for the last attempt that ran it.

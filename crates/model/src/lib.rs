@@ -40,8 +40,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Evidence, EvidenceSource, SourceFailure};
 pub use facts::{ChangeKind, Fact, Finding, Resource, Symptom};
 pub use job::{
-    ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId, JobRecord,
-    JobSource, JobState, NewJob, QueueCounts, RECENT_DEAD, StageTimings, Verdict,
+    ClaimedJob, DeadJob, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord, JobSource,
+    JobState, NewJob, QueueCounts, RECENT_DEAD, Resolution, StageTimings, Verdict,
 };
 pub use metrics::Metrics;
 pub use ports::{

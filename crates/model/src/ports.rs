@@ -9,8 +9,8 @@ use crate::alertmanager::WebhookPayload;
 use crate::analysis::Analysis;
 use crate::context::Context;
 use crate::job::{
-    ClaimedJob, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId, JobRecord, NewJob,
-    QueueCounts, StageTimings,
+    ClaimedJob, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord, NewJob, QueueCounts,
+    Resolution, StageTimings,
 };
 
 /// Why the store could not do what was asked.
@@ -89,17 +89,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn add_feedback(&self, id: JobId, feedback: &Feedback) -> Result<(), StoreError>;
     /// The jobs that got feedback, the most recently judged first, at most `limit`.
     async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError>;
-    /// The webhook jobs of `group_key` received up to job `until` (included), newest first, at most
-    /// `limit`: the group's recent history, to tell whether it flaps. A store that keeps no
-    /// history answers none (then no group flaps).
-    async fn group_history(
+    /// The group's webhook resolutions received before job `until`, newest first, at most `limit`,
+    /// each with the group's first webhook firing after it and not after `until`: what tells a
+    /// flapping group. A store that keeps no history answers none (then no group flaps).
+    async fn resolutions(
         &self,
         group_key: &str,
         until: JobId,
         limit: u32,
-    ) -> Result<Vec<GroupEvent>, StoreError> {
+    ) -> Result<Vec<Resolution>, StoreError> {
         let _ = (group_key, until, limit);
         Ok(Vec::new())
+    }
+    /// The group's latest webhook firing job received before job `until` that has an analysis.
+    async fn last_analyzed(
+        &self,
+        group_key: &str,
+        until: JobId,
+    ) -> Result<Option<JobId>, StoreError> {
+        let _ = (group_key, until);
+        Ok(None)
     }
 }
 

@@ -669,14 +669,7 @@ async fn deliver(
     sink: &dyn Notifier,
     payload: &WebhookPayload,
 ) -> Result<Option<String>, StageError> {
-    let analysis = (payload.status == aiops_model::AlertStatus::Firing).then(|| analysis(payload));
-    sink.deliver(Notification {
-        job_id: JobId::new(),
-        payload,
-        analysis: analysis.as_ref(),
-        firings: 1,
-    })
-    .await
+    deliver_firing(sink, payload, 1).await
 }
 
 #[tokio::test]

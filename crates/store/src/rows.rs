@@ -260,24 +260,17 @@ where
     })
 }
 
-/// A row of the group history query (id, status, created_at, analyzed).
-pub(crate) fn group_event<R>(row: &R) -> Result<aiops_model::GroupEvent, StoreError>
+/// A row of the resolutions query (resolved_at, refired_at).
+pub(crate) fn resolution<R>(row: &R) -> Result<aiops_model::Resolution, StoreError>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let status: String = get(row, "status")?;
-    Ok(aiops_model::GroupEvent {
-        id: parse_id(row)?,
-        status: match status.as_str() {
-            "resolved" => aiops_model::AlertStatus::Resolved,
-            _ => aiops_model::AlertStatus::Firing,
-        },
-        received_at: from_millis(get(row, "created_at")?),
-        analyzed: get(row, "analyzed")?,
+    Ok(aiops_model::Resolution {
+        resolved_at: from_millis(get(row, "resolved_at")?),
+        refired_at: get::<R, Option<i64>>(row, "refired_at")?.map(from_millis),
     })
 }
 
@@ -312,15 +305,4 @@ where
         delivered_at: from_millis(get(row, "delivered_at")?),
         detail: get(row, "detail")?,
     })
-}
-
-/// The group history from job `until` on (jobs received in the same millisecond after it are not
-/// its history).
-pub(crate) fn history_until(
-    rows: impl Iterator<Item = Result<aiops_model::GroupEvent, StoreError>>,
-    until: JobId,
-) -> Result<Vec<aiops_model::GroupEvent>, StoreError> {
-    let events: Vec<_> = rows.collect::<Result<_, _>>()?;
-    let from = events.iter().position(|e| e.id == until).unwrap_or(0);
-    Ok(events.into_iter().skip(from).collect())
 }

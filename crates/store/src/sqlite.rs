@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aiops_model::{
-    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, GroupEvent, JobId,
-    JobRecord, JobState, Ledger, NewJob, QueueCounts, Store, StoreError, Thread, Threads,
+    AttemptEnd, ClaimedJob, Clock, DeliveryRecord, EnqueueOutcome, Feedback, JobId, JobRecord,
+    JobState, Ledger, NewJob, QueueCounts, Resolution, Store, StoreError, Thread, Threads,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -22,8 +22,8 @@ use crate::StoreConfig;
 use crate::dedup::DedupKeys;
 use crate::health::{PROBE_SQL, WriteHealth};
 use crate::rows::{
-    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, feedback, group_event,
-    history_until, queue_counts, record, secs_to_ms, thread_of, to_json,
+    JOB_COLUMNS, RECENT_DEAD_SQL, claimed_job, delivery, duration_ms, feedback, queue_counts,
+    record, resolution, secs_to_ms, thread_of, to_json,
 };
 pub(crate) use crate::rows::{db_error, millis};
 use crate::wal_sync::WalSync;
@@ -357,17 +357,21 @@ impl Store for SqliteStore {
         Ok(Some(job))
     }
 
-    async fn group_history(
+    async fn resolutions(
         &self,
         group_key: &str,
         until: JobId,
         limit: u32,
-    ) -> Result<Vec<GroupEvent>, StoreError> {
+    ) -> Result<Vec<Resolution>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, status, created_at, analysis IS NOT NULL AS analyzed FROM jobs
-             WHERE group_key = ?1 AND source = 'webhook'
-               AND created_at <= (SELECT created_at FROM jobs WHERE id = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3",
+            "SELECT r.created_at AS resolved_at,
+               (SELECT MIN(f.created_at) FROM jobs f
+                 WHERE f.group_key = r.group_key AND f.status = 'firing' AND f.source = 'webhook'
+                   AND f.created_at > r.created_at AND f.created_at <= u.created_at) AS refired_at
+             FROM jobs r, (SELECT created_at FROM jobs WHERE id = ?2) u
+             WHERE r.group_key = ?1 AND r.status = 'resolved' AND r.source = 'webhook'
+               AND r.created_at < u.created_at
+             ORDER BY r.created_at DESC LIMIT ?3",
         )
         .bind(group_key.to_owned())
         .bind(until.to_string())
@@ -375,7 +379,27 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(|e| db_error(&e))?;
-        history_until(rows.iter().map(group_event), until)
+        rows.iter().map(resolution).collect()
+    }
+
+    async fn last_analyzed(
+        &self,
+        group_key: &str,
+        until: JobId,
+    ) -> Result<Option<JobId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs
+             WHERE group_key = ?1 AND status = 'firing' AND source = 'webhook'
+               AND analysis IS NOT NULL
+               AND created_at < (SELECT created_at FROM jobs WHERE id = ?2)
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(group_key.to_owned())
+        .bind(until.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(|e| db_error(&e))?;
+        id.as_deref().map(crate::rows::job_id).transpose()
     }
 
     async fn judged(&self, limit: u32) -> Result<Vec<JobId>, StoreError> {

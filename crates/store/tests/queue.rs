@@ -841,7 +841,7 @@ async fn the_first_thread_of_a_group_wins_and_survives_reopening(backend: Backen
     assert_ne!(stored, a);
 }
 
-async fn a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job(backend: Backend) {
+async fn a_groups_resolutions_come_with_its_next_firing_newest_first(backend: Backend) {
     let h = harness(backend, StoreConfig::default()).await;
     let in_group = |key: &str, status: AlertStatus, source: JobSource| NewJob {
         group_key: "flapping".into(),
@@ -849,36 +849,23 @@ async fn a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job(backend: 
         source,
         ..job(key)
     };
-    // Fired (and analyzed), resolved, fired again; then a manual analysis, another group, and a
-    // job received after the one asked about.
-    let fired = h
-        .store
-        .enqueue(vec![in_group(
-            "f1",
-            AlertStatus::Firing,
-            JobSource::Webhook,
-        )])
-        .await
-        .expect("enqueue")[0]
-        .job_id();
-    h.claim("w").await;
-    let analysis = aiops_rca::analyze_by_rules(&payload(), &aiops_model::Context::default());
-    let analyzed = AttemptEnd {
-        analysis: Some(&analysis),
-        ..end()
-    };
-    h.store
-        .complete(fired, "w", analyzed)
-        .await
-        .expect("complete");
-    let mut ids = vec![fired];
-    for (key, status, source) in [
+    // Minute 0 fired (analyzed), 1 resolved, 2 a manual analysis, 3 fired again, 4 resolved,
+    // 5 fired again (the job asked about), 6 resolved after it; and another group.
+    let steps = [
+        ("f1", AlertStatus::Firing, JobSource::Webhook),
         ("r1", AlertStatus::Resolved, JobSource::Webhook),
         ("m1", AlertStatus::Firing, JobSource::Manual),
         ("f2", AlertStatus::Firing, JobSource::Webhook),
+        ("r2", AlertStatus::Resolved, JobSource::Webhook),
         ("f3", AlertStatus::Firing, JobSource::Webhook),
-    ] {
-        h.clock.advance(Duration::from_secs(60));
+        ("r3", AlertStatus::Resolved, JobSource::Webhook),
+    ];
+    let start = h.clock.now();
+    let mut ids = Vec::new();
+    for (i, (key, status, source)) in steps.into_iter().enumerate() {
+        if i > 0 {
+            h.clock.advance(Duration::from_secs(60));
+        }
         let id = h
             .store
             .enqueue(vec![in_group(key, status, source)])
@@ -888,35 +875,82 @@ async fn a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job(backend: 
         ids.push(id);
     }
     h.store.enqueue(vec![job("other")]).await.expect("enqueue");
-    let until = ids[3];
-    let history = h
+    let minute = |m: i64| start + time::Duration::minutes(m);
+    let ms = |t: OffsetDateTime| t.unix_timestamp_nanos() / 1_000_000;
+    let seen = |r: &[aiops_model::Resolution]| -> Vec<(i128, Option<i128>)> {
+        r.iter()
+            .map(|r| (ms(r.resolved_at), r.refired_at.map(ms)))
+            .collect()
+    };
+    let f3 = ids[5];
+    let resolutions = h
         .store
-        .group_history("flapping", until, 10)
+        .resolutions("flapping", f3, 10)
         .await
-        .expect("history");
-    let seen: Vec<_> = history
-        .iter()
-        .map(|e| (e.id, e.status, e.analyzed))
-        .collect();
+        .expect("resolutions");
     assert_eq!(
-        seen,
+        seen(&resolutions),
         [
-            (ids[3], AlertStatus::Firing, false),
-            (ids[1], AlertStatus::Resolved, false),
-            (fired, AlertStatus::Firing, true),
+            (ms(minute(4)), Some(ms(minute(5)))),
+            (ms(minute(1)), Some(ms(minute(3)))),
         ],
-        "the webhook jobs up to f2, newest first; the manual one and later jobs are not history"
+        "the resolutions before f3, newest first, each with the next webhook firing (not the manual one)"
     );
     assert_eq!(
-        history[0].received_at - history[1].received_at,
-        time::Duration::minutes(2)
+        h.store
+            .resolutions("flapping", f3, 1)
+            .await
+            .expect("resolutions")
+            .len(),
+        1
     );
-    let limited = h
-        .store
-        .group_history("flapping", until, 2)
+    // For the resolution r2, the firing after r1 is f2; nothing fired after r2 up to r2 itself.
+    let r2 = ids[4];
+    assert_eq!(
+        seen(
+            &h.store
+                .resolutions("flapping", r2, 10)
+                .await
+                .expect("resolutions")
+        ),
+        [(ms(minute(1)), Some(ms(minute(3))))]
+    );
+    assert!(
+        h.store
+            .resolutions("flapping", ids[0], 10)
+            .await
+            .expect("resolutions")
+            .is_empty()
+    );
+
+    // The latest firing with an analysis before a job.
+    assert_eq!(
+        h.store.last_analyzed("flapping", f3).await.expect("read"),
+        None
+    );
+    let f1 = h.claim("w").await;
+    assert_eq!(f1.id, ids[0]);
+    let analysis = aiops_rca::analyze_by_rules(&payload(), &aiops_model::Context::default());
+    let analyzed = AttemptEnd {
+        analysis: Some(&analysis),
+        ..end()
+    };
+    h.store
+        .complete(f1.id, "w", analyzed)
         .await
-        .expect("history");
-    assert_eq!(limited.len(), 2);
+        .expect("complete");
+    assert_eq!(
+        h.store.last_analyzed("flapping", f3).await.expect("read"),
+        Some(ids[0])
+    );
+    assert_eq!(
+        h.store
+            .last_analyzed("flapping", ids[0])
+            .await
+            .expect("read"),
+        None,
+        "only jobs before the one asking"
+    );
 }
 
 async fn the_llm_spend_adds_up_per_day_across_bookings_and_reopening(backend: Backend) {
@@ -982,6 +1016,6 @@ on_every_backend!(
     purging_removes_expired_dedup_keys_and_old_history_only,
     the_first_thread_of_a_group_wins_and_survives_reopening,
     the_llm_spend_adds_up_per_day_across_bookings_and_reopening,
-    a_groups_history_is_its_webhook_jobs_newest_first_up_to_a_job,
+    a_groups_resolutions_come_with_its_next_firing_newest_first,
     feedback_is_kept_with_its_job_in_order_and_refused_for_an_unknown_one,
 );

@@ -1,68 +1,36 @@
 //! A flapping group: one that fires again soon after it resolved. Its incident goes on (the same
 //! Slack message and thread, "flapping ×N"), and its earlier analysis is reused while the evidence
 //! has not changed.
+//!
+//! The store answers the group's latest resolutions before the job, each with the group's first
+//! firing after it (`Store::resolutions`, two index lookups a resolution); the walk below counts
+//! the firings of the job's incident from them. A group that never resolved costs one lookup that
+//! finds nothing, however many jobs it has.
 
 use std::time::Duration;
 
-use aiops_model::alertmanager::AlertStatus;
-use aiops_model::{GroupEvent, JobId};
+use aiops_model::Resolution;
 
-/// Where a job stands in its group's incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Incident {
-    /// How many times the group fired in this incident: each firing that follows a resolution by
-    /// at most the window counts again. 1 for a group that does not flap.
-    pub firings: u32,
-    /// The latest earlier firing job of the incident with an analysis, whose analysis may be reused.
-    pub previous: Option<JobId>,
-}
-
-impl Incident {
-    pub const SINGLE: Self = Self {
-        firings: 1,
-        previous: None,
-    };
-}
-
-/// The incident of the first job of `history` (the group's webhook jobs, newest first, the job
-/// itself first). A group's firing jobs between two resolutions are one firing (the group's alerts
-/// changed); a firing that starts more than `window` after the resolution before it ends the walk.
-pub fn incident(history: &[GroupEvent], window: Duration) -> Incident {
-    let mut firings = 0u32;
-    let mut previous = None;
-    // The earliest firing of the firing being walked, and the latest resolution before it.
-    let mut started: Option<time::OffsetDateTime> = None;
-    let mut resolved: Option<time::OffsetDateTime> = None;
-    for (i, event) in history.iter().enumerate() {
-        match event.status {
-            AlertStatus::Resolved => {
-                if started.is_some() && resolved.is_none() {
-                    resolved = Some(event.received_at);
-                }
-            }
-            AlertStatus::Firing => {
-                match (started, resolved.take()) {
-                    (None, _) => firings = 1,
-                    (Some(start), Some(end)) => {
-                        let gap = start - end;
-                        if gap > window {
-                            break;
-                        }
-                        firings += 1;
-                    }
-                    (Some(_), None) => {}
-                }
-                if i > 0 && event.analyzed && previous.is_none() {
-                    previous = Some(event.id);
-                }
-                started = Some(event.received_at);
-            }
+/// How many times the group fired in the incident of the job that asked: 1, plus one for each
+/// firing that started within `window` of the resolution before it, walking back from the job's
+/// own firing (or, for a resolution, the firing it ends). `resolutions` are newest first; the walk
+/// stops at the first firing that came later than the window, or at a resolution that no firing
+/// followed before the next one.
+pub fn firings(resolutions: &[Resolution], window: Duration) -> u32 {
+    let mut firings = 1;
+    // The resolution after the one being looked at: its firing must come before it.
+    let mut later: Option<time::OffsetDateTime> = None;
+    for r in resolutions {
+        let Some(refired) = r.refired_at else {
+            break;
+        };
+        if later.is_some_and(|l| refired > l) || refired - r.resolved_at > window {
+            break;
         }
+        firings += 1;
+        later = Some(r.resolved_at);
     }
-    Incident {
-        firings: firings.max(1),
-        previous,
-    }
+    firings
 }
 
 #[cfg(test)]
@@ -70,78 +38,56 @@ mod tests {
     use super::*;
     use time::OffsetDateTime;
 
-    fn event(n: u128, status: AlertStatus, minute: i64, analyzed: bool) -> GroupEvent {
-        GroupEvent {
-            id: JobId(uuid::Uuid::from_u128(n)),
-            status,
-            received_at: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minute),
-            analyzed,
+    fn at(minute: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minute)
+    }
+
+    fn resolution(resolved: i64, refired: Option<i64>) -> Resolution {
+        Resolution {
+            resolved_at: at(resolved),
+            refired_at: refired.map(at),
         }
     }
 
     const WINDOW: Duration = Duration::from_secs(30 * 60);
-    use AlertStatus::{Firing, Resolved};
 
     #[test]
-    fn a_first_firing_is_one_firing_with_nothing_to_reuse() {
-        let history = [event(1, Firing, 0, false)];
-        assert_eq!(incident(&history, WINDOW), Incident::SINGLE);
-        assert_eq!(incident(&[], WINDOW), Incident::SINGLE);
+    fn a_group_that_never_resolved_fires_once() {
+        assert_eq!(firings(&[], WINDOW), 1);
     }
 
     #[test]
-    fn firing_again_within_the_window_counts_and_points_at_the_last_analysis() {
-        // Newest first: fired at 0, resolved at 10, fired again at 20 (the job), all analyzed.
-        let history = [
-            event(3, Firing, 20, false),
-            event(2, Resolved, 10, false),
-            event(1, Firing, 0, true),
+    fn firing_again_within_the_window_counts() {
+        // Fired at 0, resolved at 10, fired again at 20 (the job).
+        assert_eq!(firings(&[resolution(10, Some(20))], WINDOW), 2);
+        // Resolved at 10, 40 and 60; fired again at 30, 50 and 70: ×4.
+        let flapping = [
+            resolution(60, Some(70)),
+            resolution(40, Some(50)),
+            resolution(10, Some(30)),
         ];
-        let got = incident(&history, WINDOW);
-        assert_eq!(got.firings, 2);
-        assert_eq!(got.previous, Some(JobId(uuid::Uuid::from_u128(1))));
-    }
-
-    #[test]
-    fn the_resolution_of_a_flapping_incident_counts_its_firings() {
-        let history = [
-            event(5, Resolved, 40, false),
-            event(4, Firing, 30, true),
-            event(3, Resolved, 20, false),
-            event(2, Firing, 5, true),
-            event(1, Firing, 0, true),
-        ];
-        assert_eq!(incident(&history, WINDOW).firings, 2);
+        assert_eq!(firings(&flapping, WINDOW), 4);
     }
 
     #[test]
     fn firing_again_after_the_window_starts_a_new_incident() {
-        let history = [
-            event(3, Firing, 100, false),
-            event(2, Resolved, 10, false),
-            event(1, Firing, 0, true),
-        ];
-        assert_eq!(incident(&history, WINDOW).firings, 1);
+        assert_eq!(firings(&[resolution(10, Some(100))], WINDOW), 1);
         // An incident that flapped long ago does not make today's flap ×3.
         let history = [
-            event(6, Firing, 300, false),
-            event(5, Resolved, 290, false),
-            event(4, Firing, 280, true),
-            event(3, Resolved, 100, false),
-            event(2, Firing, 90, true),
-            event(1, Resolved, 80, false),
+            resolution(290, Some(300)),
+            resolution(100, Some(280)),
+            resolution(80, Some(90)),
         ];
-        let got = incident(&history, WINDOW);
-        assert_eq!(got.firings, 2);
-        assert_eq!(got.previous, Some(JobId(uuid::Uuid::from_u128(4))));
+        assert_eq!(firings(&history, WINDOW), 2);
     }
 
     #[test]
-    fn changes_within_one_firing_are_not_flaps() {
-        // A second alert joined the group at 5: one firing, the update may reuse nothing new.
-        let history = [event(2, Firing, 5, false), event(1, Firing, 0, true)];
-        let got = incident(&history, WINDOW);
-        assert_eq!(got.firings, 1);
-        assert_eq!(got.previous, Some(JobId(uuid::Uuid::from_u128(1))));
+    fn a_resolution_no_firing_followed_ends_the_walk() {
+        // Resolved twice in a row (at 10 and 12), then fired at 20: the earlier resolution's first
+        // firing after it is the same 20, after the later resolution; it is not another flap.
+        let history = [resolution(12, Some(20)), resolution(10, Some(20))];
+        assert_eq!(firings(&history, WINDOW), 2);
+        // A resolution job whose group never fired after the previous resolution.
+        assert_eq!(firings(&[resolution(10, None)], WINDOW), 1);
     }
 }

@@ -30,13 +30,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::flap::Incident;
-
 /// The default of `notify.flap_window_secs`: a group firing again this soon after it resolved
 /// flaps (its incident goes on).
 pub const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(1800);
-/// The group history read to tell a flapping group.
-const HISTORY: u32 = 50;
+/// The resolutions read to tell a flapping group: its count stops there.
+const HISTORY: u32 = 20;
 
 /// After the grace, how long a claim under way may take to finish before the loops are cut.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
@@ -420,9 +418,9 @@ impl Worker {
         span.record("group_key", payload.group_key.as_str());
         span.record("alertname", payload.alertname());
 
-        let incident = self.incident(job, &payload).await;
+        let firings = self.firings(job, &payload).await;
         if payload.status == AlertStatus::Firing && job.analysis.is_none() {
-            progress.analysis = Some(self.analyze(job, &payload, incident, progress).await?);
+            progress.analysis = Some(self.analyze(job, &payload, firings, progress).await?);
         }
         // A resolution needs no analysis: the notifier reports how long the group fired.
         let analysis = match payload.status {
@@ -433,7 +431,7 @@ impl Worker {
             job_id: job.id,
             payload: &payload,
             analysis,
-            firings: incident.firings,
+            firings,
         };
         let started = Instant::now();
         let delivered = self
@@ -449,34 +447,45 @@ impl Worker {
         delivered
     }
 
-    /// Where the job stands in its group's incident (does the group flap?). Manual analyses are not
-    /// part of it; an unreadable history makes the job its incident's first firing.
-    async fn incident(&self, job: &ClaimedJob, payload: &WebhookPayload) -> Incident {
+    /// How many times the job's group fired in its incident (does it flap?). Manual analyses are
+    /// not part of it; an unreadable history makes the job its incident's first firing.
+    async fn firings(&self, job: &ClaimedJob, payload: &WebhookPayload) -> u32 {
         if job.source != JobSource::Webhook || self.flap_window.is_zero() {
-            return Incident::SINGLE;
+            return 1;
         }
         match self
             .store
-            .group_history(&payload.group_key, job.id, HISTORY)
+            .resolutions(&payload.group_key, job.id, HISTORY)
             .await
         {
-            Ok(history) => flap::incident(&history, self.flap_window),
+            Ok(resolutions) => flap::firings(&resolutions, self.flap_window),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the group's history; it is taken not to flap");
-                Incident::SINGLE
+                1
             }
         }
     }
 
     /// The analysis of the incident's earlier firing, when the group flaps, the analyzer is slow (a
     /// model: the rules cost nothing to run again) and the evidence is the same.
-    async fn reusable(&self, incident: Incident, digest: &str) -> Option<Analysis> {
-        let previous = incident.previous.filter(|_| incident.firings > 1)?;
-        if !self.stages.analyzer.is_slow() {
+    async fn reusable(
+        &self,
+        job: &ClaimedJob,
+        payload: &WebhookPayload,
+        firings: u32,
+        digest: &str,
+    ) -> Option<Analysis> {
+        if firings < 2 || !self.stages.analyzer.is_slow() {
             return None;
         }
-        let record = match self.store.get(previous).await {
-            Ok(record) => record?,
+        let read = async {
+            let Some(previous) = self.store.last_analyzed(&payload.group_key, job.id).await? else {
+                return Ok(None);
+            };
+            Ok::<_, StoreError>(self.store.get(previous).await?.map(|r| (previous, r)))
+        };
+        let (previous, record) = match read.await {
+            Ok(found) => found?,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the earlier analysis; analyzing again");
                 return None;
@@ -501,7 +510,7 @@ impl Worker {
         &self,
         job: &ClaimedJob,
         payload: &WebhookPayload,
-        incident: Incident,
+        firings: u32,
         progress: &mut Progress,
     ) -> Result<Analysis, Failure> {
         let timings = &mut progress.timings;
@@ -514,8 +523,8 @@ impl Worker {
             error,
         })?;
         let digest = context.digest();
-        if let Some(analysis) = self.reusable(incident, &digest).await {
-            tracing::info!(reused_from = ?analysis.analyzer.reused_from, firings = incident.firings, "the group flaps on the same evidence: its analysis is reused");
+        if let Some(analysis) = self.reusable(job, payload, firings, &digest).await {
+            tracing::info!(reused_from = ?analysis.analyzer.reused_from, firings, "the group flaps on the same evidence: its analysis is reused");
             self.metrics.analysis(&analysis.analyzer);
             return Ok(analysis);
         }
@@ -524,7 +533,7 @@ impl Worker {
                 job_id: job.id,
                 payload,
                 analysis: None,
-                firings: incident.firings,
+                firings,
             };
             self.first_look(job, notification, &context, &mut progress.first_looks)
                 .await?;
