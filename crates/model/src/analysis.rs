@@ -117,6 +117,19 @@ pub struct AnalyzerInfo {
     pub reused_from: Option<crate::JobId>,
 }
 
+impl AnalyzerInfo {
+    /// Forgets what producing the analysis cost, for an analysis given again without running the
+    /// analyzer (the LLM's cache, a flapping group's earlier analysis): no tokens, requests,
+    /// rounds or time.
+    pub fn clear_cost(&mut self) {
+        self.prompt_tokens = 0;
+        self.completion_tokens = 0;
+        self.llm_requests = 0;
+        self.rounds = 0;
+        self.latency_ms = 0;
+    }
+}
+
 /// One tool call of an investigation: what was asked, what came back, what it cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallRecord {

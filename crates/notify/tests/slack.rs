@@ -197,6 +197,8 @@ fn slack_violations(body: &Value) -> Vec<String> {
 struct FakeSlack {
     next_ts: Arc<AtomicU64>,
     files: Arc<std::sync::Mutex<std::collections::HashMap<String, Asked>>>,
+    /// What `files.completeUploadExternal` accepted: (channel_id, thread_ts, file id).
+    shared: Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
 }
 
 /// A file `files.getUploadURLExternal` handed out: the length asked for, the bytes uploaded.
@@ -272,6 +274,14 @@ impl FakeSlack {
                 (true, false, _) => error("file_not_found"),
                 (true, true, false) => error("invalid_arguments"),
                 (true, true, true) => {
+                    let mut shared = self.shared.lock().expect("lock");
+                    for f in &listed {
+                        shared.push((
+                            form.get("channel_id").cloned().unwrap_or_default(),
+                            form.get("thread_ts").cloned().unwrap_or_default(),
+                            f["id"].as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
                     ResponseTemplate::new(200).set_body_json(json!({"ok": true, "files": listed}))
                 }
             });
@@ -345,9 +355,14 @@ impl Respond for FakeSlack {
 }
 
 async fn fake_slack() -> MockServer {
+    fake_slack_keeping(FakeSlack::default()).await
+}
+
+/// The fake, with `fake` kept by the caller to read what it accepted.
+async fn fake_slack_keeping(fake: FakeSlack) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(FakeSlack::default())
+        .respond_with(fake)
         .mount(&server)
         .await;
     server
@@ -1640,7 +1655,8 @@ fn a_png() -> Vec<u8> {
 
 #[tokio::test]
 async fn bot_mode_uploads_the_graph_into_the_incidents_thread() {
-    let server = fake_slack().await;
+    let fake = FakeSlack::default();
+    let server = fake_slack_keeping(fake.clone()).await;
     let png = a_png();
     let sink = bot_sink(&server, Arc::new(MemoryThreads::default()), Vec::new())
         .with_graphs(Arc::new(FixedGraph(Some(png.clone()))));
@@ -1662,12 +1678,12 @@ async fn bot_mode_uploads_the_graph_into_the_incidents_thread() {
         serde_urlencoded::from_bytes(&requests[3].body).expect("a form");
     assert_eq!(complete["channel_id"], "CALERTS");
     assert_eq!(complete["thread_ts"], ts, "into the incident's thread");
-    // Slack answered ok to every step: the fake refuses what Slack refuses (a length that is not
-    // the upload's, a file never uploaded, a thread it never posted).
-    for r in &requests[1..] {
-        let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("error"), "{text}");
-    }
+    // Slack accepted every step: the fake refuses what Slack refuses (a length that is not the
+    // upload's, a file never uploaded, a thread it never posted), and shared the file.
+    assert_eq!(
+        *fake.shared.lock().expect("lock"),
+        [("CALERTS".to_owned(), ts.clone(), "F0001".to_owned())]
+    );
 
     // The resolution has no graph; nothing to draw, nothing uploaded.
     deliver(&sink, &fixture("target-down-group-resolved.json"))

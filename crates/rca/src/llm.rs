@@ -694,11 +694,7 @@ impl Analyzer for LlmAnalyzer {
         let key = Cache::key(payload, context);
         if let Some(mut cached) = self.cache.get(&key) {
             cached.analyzer.cached = true;
-            cached.analyzer.prompt_tokens = 0;
-            cached.analyzer.completion_tokens = 0;
-            cached.analyzer.latency_ms = 0;
-            cached.analyzer.llm_requests = 0;
-            cached.analyzer.rounds = 0;
+            cached.analyzer.clear_cost();
             return Ok(cached);
         }
         let started = Instant::now();

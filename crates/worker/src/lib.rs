@@ -498,11 +498,7 @@ impl Worker {
         }
         let info = &mut analysis.analyzer;
         info.reused_from = info.reused_from.or(Some(previous));
-        info.prompt_tokens = 0;
-        info.completion_tokens = 0;
-        info.llm_requests = 0;
-        info.rounds = 0;
-        info.latency_ms = 0;
+        info.clear_cost();
         Some(analysis)
     }
 
@@ -513,10 +509,9 @@ impl Worker {
         firings: u32,
         progress: &mut Progress,
     ) -> Result<Analysis, Failure> {
-        let timings = &mut progress.timings;
         let started = Instant::now();
         let context = self.stages.context.gather(payload).await;
-        timings.context_ms = Some(elapsed_ms(started));
+        progress.timings.context_ms = Some(elapsed_ms(started));
         self.observe("context", started, context.is_ok());
         let context = context.map_err(|error| Failure::Stage {
             stage: "context",
@@ -538,23 +533,18 @@ impl Worker {
             self.first_look(job, notification, &context, &mut progress.first_looks)
                 .await?;
         }
-        let timings = &mut progress.timings;
 
         let started = Instant::now();
         let analysis = self.stages.analyzer.analyze(payload, &context).await;
-        timings.rca_ms = Some(elapsed_ms(started));
+        progress.timings.rca_ms = Some(elapsed_ms(started));
         self.observe("rca", started, analysis.is_ok());
-        if let Ok(a) = &analysis {
-            self.metrics.analysis(&a.analyzer);
-        }
-        let analysis = analysis.map(|mut a| {
-            a.evidence_digest = Some(digest);
-            a
-        });
-        analysis.map_err(|error| Failure::Stage {
+        let mut analysis = analysis.map_err(|error| Failure::Stage {
             stage: "rca",
             error,
-        })
+        })?;
+        self.metrics.analysis(&analysis.analyzer);
+        analysis.evidence_digest = Some(digest);
+        Ok(analysis)
     }
 
     /// Posts the first look to each sink that can edit it later and has none for this job yet,

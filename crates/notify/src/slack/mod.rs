@@ -322,12 +322,28 @@ impl SlackNotifier {
         let Ok(root) = serde_json::from_str::<Value>(&root) else {
             return;
         };
-        let mut body = blocks::resolved_root(&root, &notification);
-        body["channel"] = Value::String(thread.channel.clone());
-        body["ts"] = Value::String(thread.ts.clone());
-        if let Err(e) = self.call(api_url, token, "chat.update", &body).await {
+        let body = blocks::resolved_root(&root, &notification);
+        if let Err(e) = self.edit_root(api_url, token, thread, &body).await {
             tracing::warn!(error = %e, "cannot mark the incident's message resolved");
         }
+    }
+
+    /// `chat.update`s the incident's message (`thread`) to read as `body`; answers what it sent.
+    async fn edit_root(
+        &self,
+        api_url: &str,
+        token: &SecretString,
+        thread: &Thread,
+        body: &Value,
+    ) -> Result<Value, StageError> {
+        let mut root = body.clone();
+        if let Some(o) = root.as_object_mut() {
+            o.remove("thread_ts");
+        }
+        root["channel"] = Value::String(thread.channel.clone());
+        root["ts"] = Value::String(thread.ts.clone());
+        self.call(api_url, token, "chat.update", &root).await?;
+        Ok(root)
     }
 }
 
@@ -381,14 +397,8 @@ impl SlackNotifier {
         thread: &Thread,
         body: &Value,
     ) {
-        let mut root = body.clone();
-        if let Some(o) = root.as_object_mut() {
-            o.remove("thread_ts");
-        }
-        root["channel"] = Value::String(thread.channel.clone());
-        root["ts"] = Value::String(thread.ts.clone());
-        match self.call(api_url, token, "chat.update", &root).await {
-            Ok(_) => keep_root(threads, group, &root).await,
+        match self.edit_root(api_url, token, thread, body).await {
+            Ok(root) => keep_root(threads, group, &root).await,
             Err(e) => tracing::warn!(error = %e, "cannot update the incident's message"),
         }
     }
